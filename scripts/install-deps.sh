@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything kiln needs to build and test on a fresh Debian 12 machine (as root).
+# Only Debian packages (apt) and, for the JS test clients, the npm registry.
+set -euo pipefail
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git ca-certificates curl
+  libboost1.74-dev nlohmann-json3-dev libssl-dev zlib1g-dev
+  libgtest-dev libgmock-dev
+  debootstrap util-linux iproute2 procps
+  nodejs
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# JS test clients (official E2B SDK, pinned in tests/e2e/package-lock.json).
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [[ -f "$root/tests/e2e/package.json" ]]; then
+  if [[ ! -d "$root/tests/e2e/node_modules" ]] ||
+     [[ "$root/tests/e2e/package-lock.json" -nt "$root/tests/e2e/node_modules" ]]; then
+    echo "install-deps: npm ci (tests/e2e)"
+    (cd "$root/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$root/tests/e2e/node_modules"
+  fi
+fi

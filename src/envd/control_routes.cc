@@ -1,0 +1,203 @@
+#include "envd/control_routes.h"
+
+#include <sys/statvfs.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "base/encoding.h"
+#include "base/log.h"
+#include "envd/agent.h"
+#include "wire/json_util.h"
+
+namespace kiln::envd {
+namespace {
+
+using nlohmann::json;
+constexpr size_t kMaxInitBody = 1024 * 1024;
+
+// Parses an RFC 3339 timestamp ("2025-01-01T00:00:00.123Z" or with an offset) to unix ns.
+std::optional<int64_t> ParseRfc3339(const std::string& s) {
+  tm t{};
+  int consumed = 0;
+  if (sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &t.tm_year, &t.tm_mon, &t.tm_mday,
+             &t.tm_hour, &t.tm_min, &t.tm_sec, &consumed) != 6) {
+    return std::nullopt;
+  }
+  t.tm_year -= 1900;
+  t.tm_mon -= 1;
+  int64_t sec = timegm(&t);
+  int64_t nsec = 0;
+  size_t i = static_cast<size_t>(consumed);
+  if (i < s.size() && s[i] == '.') {
+    int64_t scale = 100000000;
+    for (++i; i < s.size() && isdigit(static_cast<unsigned char>(s[i])); ++i) {
+      nsec += (s[i] - '0') * scale;
+      scale /= 10;
+    }
+  }
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+    int hh = 0, mm = 0;
+    if (sscanf(s.c_str() + i + 1, "%2d:%2d", &hh, &mm) != 2) return std::nullopt;
+    int64_t off = hh * 3600 + mm * 60;
+    sec += s[i] == '+' ? -off : off;
+  }
+  return sec * 1000000000 + nsec;
+}
+
+struct CpuSample {
+  uint64_t total = 0;
+  uint64_t idle = 0;
+};
+
+CpuSample ReadCpu() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  CpuSample s;
+  in >> cpu;
+  uint64_t v;
+  for (int i = 0; i < 10 && (in >> v); ++i) {
+    s.total += v;
+    if (i == 3 || i == 4) s.idle += v;  // idle + iowait
+  }
+  return s;
+}
+
+std::map<std::string, uint64_t> ReadMeminfo() {
+  std::ifstream in("/proc/meminfo");
+  std::map<std::string, uint64_t> out;
+  std::string key, unit;
+  uint64_t value;
+  while (in >> key >> value) {
+    std::getline(in, unit);
+    if (!key.empty() && key.back() == ':') key.pop_back();
+    out[key] = value * 1024;
+  }
+  return out;
+}
+
+}  // namespace
+
+ControlRoutes::ControlRoutes(boost::asio::io_context& io, AgentState& state)
+    : io_(io), state_(state) {
+  CpuSample s = ReadCpu();
+  last_cpu_total_ = s.total;
+  last_cpu_idle_ = s.idle;
+}
+
+void ControlRoutes::Register(http::Router& router) {
+  router.Add(http::Verb::get, "/health", [](http::Exchange& ex) -> http::Task<void> {
+    co_await ex.Respond(http::Response::Empty(204));
+  });
+  router.Add(http::Verb::get, "/envs", [this](http::Exchange& ex) -> http::Task<void> {
+    json env = json::object();
+    for (const auto& [k, v] : state_.env_vars) env[k] = v;
+    co_await ex.Respond(http::Response::Json(200, env.dump(-1, ' ', false,
+                                                           json::error_handler_t::replace)));
+  });
+  router.Add(http::Verb::get, "/metrics", [this](http::Exchange& ex) -> http::Task<void> {
+    co_await ex.Respond(Metrics());
+  });
+  router.Add(http::Verb::post, "/init", [this](http::Exchange& ex) -> http::Task<void> {
+    auto body = co_await ex.ReadBody(kMaxInitBody);
+    if (!body) {
+      co_await ex.Respond(http::Response::JsonError(413, body.error().message()));
+      co_return;
+    }
+    co_await ex.Respond(Init(ex.request(), *body));
+  });
+}
+
+http::Response ControlRoutes::Init(const http::RequestHead& head, const std::string& body) {
+  // SECURITY: once a token is set, only its holder may reconfigure the agent.
+  if (state_.access_token &&
+      !ConstantTimeEquals(head.Header("x-access-token"), *state_.access_token)) {
+    return UnauthorizedResponse();
+  }
+  json req = body.empty() ? json::object() : json::parse(body, nullptr, false);
+  if (req.is_discarded() || !req.is_object()) {
+    return http::Response::JsonError(400, "init body must be a JSON object");
+  }
+  auto env = wire::GetStringMap(req, "envVars", "env_vars");
+  auto token = wire::GetString(req, "accessToken", "access_token");
+  auto user = wire::GetString(req, "defaultUser", "default_user");
+  auto workdir = wire::GetString(req, "defaultWorkdir", "default_workdir");
+  auto timestamp = wire::GetString(req, "timestamp");
+  for (const Error* e : {env ? nullptr : &env.error(), token ? nullptr : &token.error(),
+                         user ? nullptr : &user.error(), workdir ? nullptr : &workdir.error(),
+                         timestamp ? nullptr : &timestamp.error()}) {
+    if (e) return http::Response::JsonError(400, e->message());
+  }
+  if (*user && !user->value().empty()) {
+    if (!state_.users.Lookup(**user)) {
+      return http::Response::JsonError(400, "default user '" + **user + "' does not exist");
+    }
+    state_.default_user = **user;
+  }
+  if (*env) {
+    for (const auto& [k, v] : **env) state_.env_vars[k] = v;
+  }
+  if (*token) {
+    if (token->value().empty()) {
+      state_.access_token.reset();
+    } else {
+      state_.access_token = **token;
+    }
+  }
+  if (*workdir) state_.default_workdir = **workdir;
+  if (*timestamp) {
+    // A restored sandbox wakes with a stale clock; move it forward to the host's time.
+    std::optional<int64_t> ns = ParseRfc3339(**timestamp);
+    if (!ns) return http::Response::JsonError(400, "timestamp is not RFC 3339");
+    timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t now_ns = now.tv_sec * 1000000000LL + now.tv_nsec;
+    if (*ns - now_ns > 1000000000LL) {
+      timespec want{static_cast<time_t>(*ns / 1000000000), static_cast<long>(*ns % 1000000000)};
+      if (clock_settime(CLOCK_REALTIME, &want) != 0) {
+        KILN_LOG(Warn, "cannot set the clock", {"error", strerror(errno)});
+      }
+    }
+  }
+  http::Response r = http::Response::Empty(204);
+  r.headers.set("X-Envd-Version", std::string(kEnvdVersion));
+  return r;
+}
+
+http::Response ControlRoutes::Metrics() {
+  CpuSample s = ReadCpu();
+  uint64_t dt = s.total - last_cpu_total_;
+  uint64_t di = s.idle - last_cpu_idle_;
+  double pct = dt == 0 ? 0.0 : 100.0 * static_cast<double>(dt - di) / static_cast<double>(dt);
+  last_cpu_total_ = s.total;
+  last_cpu_idle_ = s.idle;
+  auto mem = ReadMeminfo();
+  uint64_t total = mem["MemTotal"];
+  uint64_t avail = mem.count("MemAvailable") ? mem["MemAvailable"] : mem["MemFree"];
+  uint64_t cache = mem["Cached"];
+  uint64_t used = total > avail ? total - avail : 0;
+  struct statvfs fs {};
+  uint64_t disk_total = 0, disk_used = 0;
+  if (statvfs("/", &fs) == 0) {
+    disk_total = static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize;
+    disk_used = disk_total - static_cast<uint64_t>(fs.f_bfree) * fs.f_frsize;
+  }
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  json j = {{"ts", static_cast<int64_t>(time(nullptr))},
+            {"cpu_count", cpus},
+            {"cpu_used_pct", pct},
+            {"mem_total", total},
+            {"mem_used", used},
+            {"mem_cache", cache},
+            {"mem_total_mib", total >> 20},
+            {"mem_used_mib", used >> 20},
+            {"disk_used", disk_used},
+            {"disk_total", disk_total}};
+  return http::Response::Json(200, j.dump());
+}
+
+}  // namespace kiln::envd
