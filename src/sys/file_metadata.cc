@@ -1,4 +1,4 @@
-#include "sys/xattr.h"
+#include "sys/file_metadata.h"
 
 #include <sys/xattr.h>
 
