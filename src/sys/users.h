@@ -25,7 +25,10 @@ struct UserInfo {
 class UserDb {
  public:
   UserDb() = default;
-  explicit UserDb(std::string root) : root_(std::move(root)) {}
+  // `root` is the directory that holds etc/passwd, with or without a trailing slash.
+  explicit UserDb(std::string root) : root_(std::move(root)) {
+    if (root_.empty() || root_.back() != '/') root_ += '/';
+  }
 
   // kNotFound for an unknown user.
   Result<UserInfo> Lookup(std::string_view name) const;
