@@ -45,12 +45,14 @@ Result<std::optional<int64_t>> GetInt(const json& obj, std::string_view camel,
                                       std::string_view snake) {
   const json* f = FindField(obj, camel, snake);
   if (!f) return std::optional<int64_t>();
-  if (f->is_number_integer()) return std::optional<int64_t>(f->get<int64_t>());
+  // is_number_integer() is also true for unsigned numbers, so check those first: a value
+  // above INT64_MAX must not wrap around to a negative one.
   if (f->is_number_unsigned()) {
     uint64_t v = f->get<uint64_t>();
     if (v > static_cast<uint64_t>(INT64_MAX)) return WrongType(camel, "a 64-bit integer");
     return std::optional<int64_t>(static_cast<int64_t>(v));
   }
+  if (f->is_number_integer()) return std::optional<int64_t>(f->get<int64_t>());
   if (f->is_string()) {
     const std::string& s = f->get_ref<const std::string&>();
     int64_t v = 0;
