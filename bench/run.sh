@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every benchmark against the binaries in BUILD_DIR (called by `tools/dev bench`).
+#   bench/run.sh BUILD_DIR [extra flags for envd_start_bench, e.g. --iterations 1000]
+# Each benchmark prints a table and one JSON line; a missed performance target does not fail
+# the run, a broken benchmark does.
+set -euo pipefail
+if [[ $# -lt 1 ]]; then
+  echo "usage: bench/run.sh BUILD_DIR [flags...]" >&2
+  exit 2
+fi
+build=$(cd "$1" && pwd)
+shift
+
+if [[ ! -x "$build/bench/envd_start_bench" || ! -x "$build/src/cmd/kiln-envd" ]]; then
+  ninja -C "$build" envd_start_bench kiln-envd
+fi
+
+echo "== envd_start_bench"
+"$build/bench/envd_start_bench" --envd "$build/src/cmd/kiln-envd" "$@"
