@@ -450,6 +450,50 @@ TEST_F(ServerTest, ServesSeveralConnectionsAtOnce) {
   EXPECT_EQ(Parse(a.Read().body())["query"][0][1], "a");
 }
 
+TEST_F(ServerTest, PipelinedRequestsAreAnsweredInOrder) {
+  ServerThread server(router_);
+  Client c(server.port());
+  c.SendRaw(
+      "GET /echo?n=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+      "POST /echo?n=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+      "GET /echo?n=3 HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(Parse(c.Read().body())["query"][0][1], "1");
+  json second = Parse(c.Read().body());
+  EXPECT_EQ(second["query"][0][1], "2");
+  EXPECT_EQ(second["body"], "abc");
+  EXPECT_EQ(Parse(c.Read().body())["query"][0][1], "3");
+}
+
+TEST_F(ServerTest, ClientLeavingMidStreamFailsTheWriteAndServerKeepsServing) {
+  std::atomic<bool> write_failed{false};
+  router_.Add(Verb::get, "/endless", [&write_failed](Exchange& ex) -> Task<void> {
+    if (!co_await ex.StartStream(200, Fields())) co_return;
+    net::steady_timer timer(co_await net::this_coro::executor);
+    std::string piece(16 * 1024, 'x');
+    for (int i = 0; i < 10000; ++i) {
+      if (!co_await ex.WriteStream(piece)) {
+        write_failed = true;
+        co_return;
+      }
+      timer.expires_after(1ms);
+      co_await timer.async_wait(net::use_awaitable);
+    }
+  });
+  ServerThread server(router_);
+  {
+    Client c(server.port());
+    c.Send(Verb::get, "/endless");
+    bhttp::response_parser<bhttp::string_body> parser;
+    error_code ec;
+    bhttp::read_header(c.socket(), c.buffer(), parser, ec);
+    ASSERT_FALSE(ec) << ec.message();
+  }  // closes the connection
+  for (int i = 0; i < 5000 && !write_failed.load(); ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_TRUE(write_failed.load());
+  Client again(server.port());
+  EXPECT_EQ(again.Call(Verb::get, "/echo").result_int(), 200);
+}
+
 TEST(PercentCodingTest, DecodesEscapesAndOptionallyPlus) {
   EXPECT_EQ(PercentDecode("a%20b+c", false), "a b+c");
   EXPECT_EQ(PercentDecode("a%20b+c", true), "a b c");
