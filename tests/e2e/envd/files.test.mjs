@@ -123,15 +123,17 @@ describe('files.write / files.read', () => {
   })
 
   test('raw gzip download carries Content-Encoding: gzip', T, async () => {
+    // Big enough that no minimum-size rule skips compression.
     const path = p('gz-raw.txt')
-    await sbx.files.write(path, 'raw gzip body')
+    const body = 'raw gzip body '.repeat(2000)
+    await sbx.files.write(path, body)
     const res = await fetch(`${ENVD_URL}/files?path=${encodeURIComponent(path)}`, {
       headers: { 'Accept-Encoding': 'gzip' },
     })
     assert.equal(res.status, 200)
     assert.equal(res.headers.get('content-encoding'), 'gzip')
     // fetch decodes the gzip body transparently.
-    assert.equal(await res.text(), 'raw gzip body')
+    assert.equal(await res.text(), body)
   })
 
   test('octet-stream upload (useOctetStream)', T, async () => {
