@@ -20,9 +20,13 @@ namespace {
 
 namespace bhttp = boost::beast::http;
 
-// Bytes read from disk (and from the request body) per step: big enough for throughput,
-// small enough that one transfer never holds the agent's thread for long.
+// Bytes read from disk per step: big enough for throughput, small enough that one transfer
+// never holds the agent's thread for long.
 constexpr size_t kChunk = 256 * 1024;
+// Largest request body piece asked for at once. Exchange::ReadBodySome sizes (and clears) a
+// buffer of this size per call while a call usually yields only what one socket read
+// delivered, so a larger value costs more than it gains.
+constexpr size_t kBodyPiece = 64 * 1024;
 // After a failed upload, read at most this much of the rest of the body so the client,
 // still sending, gets to see the error instead of a reset connection.
 constexpr size_t kDrainLimit = 4 * 1024 * 1024;
@@ -180,7 +184,7 @@ http::Response UploadedResponse(const nlohmann::json& files) {
 http::Task<void> DrainAndRespond(http::Exchange& ex, http::Response response) {
   size_t drained = 0;
   while (!ex.body_done() && drained < kDrainLimit) {
-    Result<std::string> piece = co_await ex.ReadBodySome(kChunk);
+    Result<std::string> piece = co_await ex.ReadBodySome(kBodyPiece);
     if (!piece || piece->empty()) break;
     drained += piece->size();
   }
@@ -189,7 +193,7 @@ http::Task<void> DrainAndRespond(http::Exchange& ex, http::Response response) {
 
 http::Task<Status> ReceiveBody(http::Exchange& ex, UploadSession& session) {
   for (;;) {
-    Result<std::string> piece = co_await ex.ReadBodySome(kChunk);
+    Result<std::string> piece = co_await ex.ReadBodySome(kBodyPiece);
     if (!piece) co_return Unexpected(std::move(piece).error());
     if (piece->empty()) co_return Status();
     KILN_CO_TRY(session.Feed(*piece));
