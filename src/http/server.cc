@@ -5,6 +5,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
@@ -133,9 +134,27 @@ Exchange::Exchange(beast::tcp_stream& stream, beast::flat_buffer& buffer,
 
 bool Exchange::body_done() const { return parser_.is_done(); }
 
+Task<Status> Exchange::SendContinueIfExpected() {
+  if (continue_sent_ || responded_) co_return Status();
+  continue_sent_ = true;
+  if (!beast::iequals(head_.Header(bhttp::field::expect), "100-continue")) co_return Status();
+  static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+  error_code ec;
+  stream_.expires_after(kWriteTimeout);
+  co_await net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
+                            Redirect(ec));
+  stream_.expires_never();
+  if (ec) {
+    keep_alive_ = false;
+    co_return Unexpected(Error(Errc::kUnavailable, "write 100 Continue: " + ec.message()));
+  }
+  co_return Status();
+}
+
 Task<Result<std::string>> Exchange::ReadBodySome(size_t max) {
   std::string out;
   if (parser_.is_done()) co_return out;
+  KILN_CO_TRY(co_await SendContinueIfExpected());
   out.resize(max);
   while (!parser_.is_done()) {
     parser_.get().body().data = out.data();

@@ -91,6 +91,8 @@ class Exchange {
 
  private:
   void AddCommonHeaders(Fields& headers) const;
+  // Answers "Expect: 100-continue" before the first body read (curl waits ~1 s otherwise).
+  Task<Status> SendContinueIfExpected();
 
   beast::tcp_stream& stream_;
   beast::flat_buffer& buffer_;
@@ -99,6 +101,7 @@ class Exchange {
   bool responded_ = false;
   bool chunked_ = false;
   bool keep_alive_ = true;
+  bool continue_sent_ = false;
 };
 
 using Handler = std::function<Task<void>(Exchange&)>;

@@ -450,6 +450,36 @@ TEST_F(ServerTest, ServesSeveralConnectionsAtOnce) {
   EXPECT_EQ(Parse(a.Read().body())["query"][0][1], "a");
 }
 
+TEST_F(ServerTest, ExpectContinueGets100BeforeTheBodyIsRead) {
+  ServerThread server(router_);
+  Client c(server.port());
+  c.SendRaw(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+  std::string interim;
+  while (interim.find("\r\n\r\n") == std::string::npos) {
+    char buf[256];
+    error_code ec;
+    size_t n = c.socket().read_some(net::buffer(buf), ec);
+    ASSERT_FALSE(ec) << ec.message();
+    interim.append(buf, n);
+  }
+  EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+  c.SendRaw("hello");
+  auto res = c.Read();
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_EQ(Parse(res.body())["body"], "hello");
+}
+
+TEST_F(ServerTest, ExpectContinueIsNotSentWhenTheBodyIsNotRead) {
+  ServerThread server(router_);
+  Client c(server.port());
+  c.SendRaw(
+      "POST /limited HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+      "Content-Length: 100\r\n\r\n");
+  auto res = c.Read();  // the final answer straight away, no 100 first
+  EXPECT_EQ(res.result_int(), 413);
+}
+
 TEST_F(ServerTest, PipelinedRequestsAreAnsweredInOrder) {
   ServerThread server(router_);
   Client c(server.port());
