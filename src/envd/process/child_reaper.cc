@@ -1,0 +1,37 @@
+#include "envd/process/child_reaper.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+
+namespace kiln::envd {
+
+ChildReaper::ChildReaper(boost::asio::io_context& io, ExitFn on_exit)
+    : sigchld_(io, SIGCHLD), on_exit_(std::move(on_exit)) {
+  Arm();
+  // Children that exited before the handler was installed sent their SIGCHLD to nobody.
+  ReapNow();
+}
+
+void ChildReaper::Arm() {
+  sigchld_.async_wait([this](const boost::system::error_code& ec, int) {
+    // operation_aborted: the reaper is being destroyed; `this` must not be touched.
+    if (ec) return;
+    ReapNow();
+    Arm();
+  });
+}
+
+void ChildReaper::ReapNow() {
+  for (;;) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid < 0 && errno == EINTR) continue;
+    // 0: children remain but none has exited; -1: ECHILD, there are none at all.
+    if (pid <= 0) return;
+    on_exit_(pid, status);
+  }
+}
+
+}  // namespace kiln::envd

@@ -1,0 +1,150 @@
+#include "wire/process.h"
+
+#include <signal.h>
+
+#include "base/encoding.h"
+#include "wire/json_util.h"
+
+namespace kiln::wire {
+namespace {
+
+using nlohmann::json;
+
+Result<ProcessConfig> ParseConfig(const json& obj) {
+  ProcessConfig config;
+  KILN_ASSIGN_OR_RETURN(std::optional<std::string> cmd, GetString(obj, "cmd"));
+  if (!cmd || cmd->empty()) return Fail(Errc::kInvalidArgument, "process.cmd is required");
+  config.cmd = std::move(*cmd);
+  KILN_ASSIGN_OR_RETURN(auto args, GetStringList(obj, "args"));
+  if (args) config.args = std::move(*args);
+  KILN_ASSIGN_OR_RETURN(auto envs, GetStringMap(obj, "envs"));
+  if (envs) config.envs = std::move(*envs);
+  KILN_ASSIGN_OR_RETURN(config.cwd, GetString(obj, "cwd"));
+  return config;
+}
+
+Result<uint16_t> ParseDimension(const json& size, std::string_view name, uint16_t fallback) {
+  KILN_ASSIGN_OR_RETURN(std::optional<int64_t> v, GetInt(size, name));
+  if (!v) return fallback;
+  if (*v < 0 || *v > UINT16_MAX) {
+    return Fail(Errc::kInvalidArgument, "pty size " + std::string(name) + " is out of range");
+  }
+  return static_cast<uint16_t>(*v);
+}
+
+// The optional `pty` field of StartRequest and UpdateRequest.
+Result<std::optional<PtySize>> ParsePtyField(const json& req) {
+  KILN_ASSIGN_OR_RETURN(std::optional<json> pty, GetObject(req, "pty"));
+  if (!pty) return std::optional<PtySize>();
+  PtySize size;
+  KILN_ASSIGN_OR_RETURN(std::optional<json> s, GetObject(*pty, "size"));
+  if (s) {
+    KILN_ASSIGN_OR_RETURN(size.cols, ParseDimension(*s, "cols", size.cols));
+    KILN_ASSIGN_OR_RETURN(size.rows, ParseDimension(*s, "rows", size.rows));
+  }
+  return std::optional<PtySize>(size);
+}
+
+Result<int> ParseSignal(const json& req) {
+  const json* f = FindField(req, "signal");
+  if (f && f->is_string()) {
+    const std::string& name = f->get_ref<const std::string&>();
+    if (name == "SIGNAL_SIGKILL") return SIGKILL;
+    if (name == "SIGNAL_SIGTERM") return SIGTERM;
+  } else if (f && f->is_number_integer()) {
+    int64_t v = f->get<int64_t>();
+    if (v == SIGKILL || v == SIGTERM) return static_cast<int>(v);
+  }
+  return Fail(Errc::kInvalidArgument, "signal must be SIGNAL_SIGKILL or SIGNAL_SIGTERM");
+}
+
+}  // namespace
+
+Result<StartRequest> ParseStartRequest(const json& req) {
+  StartRequest out;
+  KILN_ASSIGN_OR_RETURN(std::optional<json> process, GetObject(req, "process"));
+  if (!process) return Fail(Errc::kInvalidArgument, "process is required");
+  KILN_ASSIGN_OR_RETURN(out.process, ParseConfig(*process));
+  KILN_ASSIGN_OR_RETURN(out.pty, ParsePtyField(req));
+  KILN_ASSIGN_OR_RETURN(out.tag, GetString(req, "tag"));
+  KILN_ASSIGN_OR_RETURN(out.stdin, GetBool(req, "stdin"));
+  return out;
+}
+
+Result<ProcessSelector> ParseSelectorField(const json& req) {
+  KILN_ASSIGN_OR_RETURN(std::optional<json> sel, GetObject(req, "process"));
+  if (!sel) return Fail(Errc::kInvalidArgument, "process selector is required");
+  ProcessSelector out;
+  KILN_ASSIGN_OR_RETURN(std::optional<int64_t> pid, GetInt(*sel, "pid"));
+  KILN_ASSIGN_OR_RETURN(out.tag, GetString(*sel, "tag"));
+  if (pid) {
+    if (*pid < 0 || *pid > UINT32_MAX) return Fail(Errc::kInvalidArgument, "pid is out of range");
+    out.pid = static_cast<uint32_t>(*pid);
+  }
+  if (out.pid.has_value() == out.tag.has_value()) {
+    return Fail(Errc::kInvalidArgument, "process selector needs exactly one of pid and tag");
+  }
+  return out;
+}
+
+Result<SendInputRequest> ParseSendInputRequest(const json& req) {
+  SendInputRequest out;
+  KILN_ASSIGN_OR_RETURN(out.process, ParseSelectorField(req));
+  KILN_ASSIGN_OR_RETURN(std::optional<json> input, GetObject(req, "input"));
+  if (!input) return Fail(Errc::kInvalidArgument, "input is required");
+  KILN_ASSIGN_OR_RETURN(std::optional<std::string> in, GetBytes(*input, "stdin"));
+  KILN_ASSIGN_OR_RETURN(std::optional<std::string> pty, GetBytes(*input, "pty"));
+  if (in.has_value() == pty.has_value()) {
+    return Fail(Errc::kInvalidArgument, "input needs exactly one of stdin and pty");
+  }
+  out.input.kind = pty ? InputKind::kPty : InputKind::kStdin;
+  out.input.data = pty ? std::move(*pty) : std::move(*in);
+  return out;
+}
+
+Result<SendSignalRequest> ParseSendSignalRequest(const json& req) {
+  SendSignalRequest out;
+  KILN_ASSIGN_OR_RETURN(out.process, ParseSelectorField(req));
+  KILN_ASSIGN_OR_RETURN(out.signal, ParseSignal(req));
+  return out;
+}
+
+Result<UpdateRequest> ParseUpdateRequest(const json& req) {
+  UpdateRequest out;
+  KILN_ASSIGN_OR_RETURN(out.process, ParseSelectorField(req));
+  KILN_ASSIGN_OR_RETURN(out.pty, ParsePtyField(req));
+  return out;
+}
+
+json StartEventJson(uint32_t pid) { return json{{"event", {{"start", {{"pid", pid}}}}}}; }
+
+json DataEventJson(OutputKind kind, std::string_view bytes) {
+  const char* key = kind == OutputKind::kStdout   ? "stdout"
+                    : kind == OutputKind::kStderr ? "stderr"
+                                                  : "pty";
+  return json{{"event", {{"data", {{key, Base64Encode(bytes)}}}}}};
+}
+
+json EndEventJson(const EndEvent& end) {
+  json e = {{"exitCode", end.exit_code}, {"exited", end.exited}, {"status", end.status}};
+  if (end.error) e["error"] = *end.error;
+  return json{{"event", {{"end", std::move(e)}}}};
+}
+
+json KeepaliveEventJson() { return json{{"event", {{"keepalive", json::object()}}}}; }
+
+json ListResponseJson(const std::vector<ProcessInfo>& processes) {
+  json list = json::array();
+  for (const ProcessInfo& p : processes) {
+    json envs = json::object();
+    for (const auto& [k, v] : p.config.envs) envs[k] = v;
+    json config = {{"cmd", p.config.cmd}, {"args", p.config.args}, {"envs", std::move(envs)}};
+    if (p.config.cwd) config["cwd"] = *p.config.cwd;
+    json info = {{"config", std::move(config)}, {"pid", p.pid}};
+    if (p.tag) info["tag"] = *p.tag;
+    list.push_back(std::move(info));
+  }
+  return json{{"processes", std::move(list)}};
+}
+
+}  // namespace kiln::wire
