@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/inotify.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -14,7 +15,9 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <gtest/gtest.h>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -437,13 +440,71 @@ TEST_F(FilesRoutesTest, MultipartIgnoresOtherFields) {
   EXPECT_EQ(ReadFile(home_ + "/f.txt"), "file data");
 }
 
-TEST_F(FilesRoutesTest, MultipartDuplicateDestinationIs400AndWritesNothing) {
+TEST_F(FilesRoutesTest, MultipartDuplicateDestinationIs400) {
+  // Parts are put in place as they complete (as upstream does): the first one is written.
   auto res = PostMultipart("", Multipart({{"same.txt", "1"}, {home_ + "/same.txt", "2"}}));
   EXPECT_EQ(res.result_int(), 400);
-  EXPECT_EQ(DirEntries(home_), std::vector<std::string>{});
+  EXPECT_EQ(ReadFile(home_ + "/same.txt"), "1");
   res = PostMultipart("path=p.txt", Multipart({{"a", "1"}, {"b", "2"}}));
   EXPECT_EQ(res.result_int(), 400);
-  EXPECT_EQ(DirEntries(home_), std::vector<std::string>{});
+  EXPECT_EQ(ReadFile(home_ + "/p.txt"), "1");
+  EXPECT_EQ(DirEntries(home_), (std::vector<std::string>{"p.txt", "same.txt"}));
+}
+
+TEST_F(FilesRoutesTest, CutOffUploadKeepsTheOldContent) {
+  WriteFile(home_ + "/keep.txt", "old content");
+  std::string body = Multipart({{"keep.txt", "new content that never completes"}});
+  body.resize(body.size() - 60);
+  EXPECT_EQ(PostMultipart("", body).result_int(), 400);
+  EXPECT_EQ(ReadFile(home_ + "/keep.txt"), "old content");
+  std::string gz = Gzip("new");
+  EXPECT_EQ(PostOctet("path=keep.txt", gz.substr(0, gz.size() - 3), {{"Content-Encoding", "gzip"}})
+                .result_int(),
+            400);
+  EXPECT_EQ(ReadFile(home_ + "/keep.txt"), "old content");
+  EXPECT_EQ(DirEntries(home_), std::vector<std::string>{"keep.txt"});
+}
+
+// inotify events on `dir` (name -> mask bits) after `action`.
+std::map<std::string, uint32_t> WatchEvents(const std::string& dir,
+                                            const std::function<void()>& action) {
+  int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  EXPECT_GE(in, 0);
+  EXPECT_GE(inotify_add_watch(in, dir.c_str(), IN_ALL_EVENTS), 0);
+  action();
+  std::map<std::string, uint32_t> events;
+  alignas(inotify_event) char buf[8192];
+  for (;;) {
+    ssize_t n = read(in, buf, sizeof buf);
+    if (n <= 0) break;
+    for (char* p = buf; p < buf + n;) {
+      auto* e = reinterpret_cast<inotify_event*>(p);
+      if (e->len > 0) events[e->name] |= e->mask;
+      p += sizeof(inotify_event) + e->len;
+    }
+  }
+  close(in);
+  return events;
+}
+
+TEST_F(FilesRoutesTest, WatchersSeeCreateAndWriteOnTheFileItself) {
+  auto events = WatchEvents(home_, [&] {
+    ASSERT_EQ(PostMultipart("", Multipart({{"w.txt", "one"}})).result_int(), 200);
+  });
+  ASSERT_TRUE(events.contains("w.txt"));
+  EXPECT_TRUE(events["w.txt"] & IN_CREATE);
+  EXPECT_TRUE(events["w.txt"] & IN_MODIFY);
+  for (const auto& [name, mask] : events) {
+    // An unprivileged agent stages in the directory itself; inotify names that "#<inode>".
+    EXPECT_TRUE(name == "w.txt" || name.starts_with("#")) << name;
+  }
+  // An overwrite is a write to the same file, not a new one.
+  events = WatchEvents(home_, [&] {
+    ASSERT_EQ(PostOctet("path=w.txt", "two").result_int(), 200);
+  });
+  EXPECT_TRUE(events["w.txt"] & IN_MODIFY);
+  EXPECT_FALSE(events["w.txt"] & (IN_CREATE | IN_MOVED_TO));
+  EXPECT_EQ(ReadFile(home_ + "/w.txt"), "two");
 }
 
 TEST_F(FilesRoutesTest, MalformedMultipartIs400AndLeavesNothing) {

@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
@@ -21,10 +22,12 @@ struct FileOwner {
 // `owner`. kInvalidArgument when a component exists but is not a directory.
 Status MakeParentDirs(const std::string& dir, FileOwner owner);
 
-// One uploaded file on its way to `destination`: the bytes go to a hidden temporary file in
-// the destination's directory, which Commit() renames over the destination, so readers
-// never see a half-written file. Destroyed uncommitted, it removes the temporary file.
-// Move-only; not thread-safe.
+// One uploaded file on its way to `destination`. The bytes are staged in an unnamed file
+// (O_TMPFILE) at the root of the destination's mount, so an upload that fails or is cut off
+// leaves nothing behind and nothing shows up in the destination's directory meanwhile.
+// Commit() then links a new file into place, or copies over an existing one (in-kernel,
+// copy_file_range), so watchers see CREATE/WRITE on the file's own name as with upstream
+// envd's in-place writes. Move-only; not thread-safe.
 class PendingFile {
  public:
   // REQUIRES: `destination` is absolute and normalized. Creates the parent directories.
@@ -34,28 +37,27 @@ class PendingFile {
   // regular file; ENOSPC/EDQUOT come back as kResourceExhausted with the errno.
   static Result<PendingFile> Create(const std::string& destination, FileOwner owner);
 
-  PendingFile(PendingFile&& other) noexcept;
-  PendingFile& operator=(PendingFile&& other) = delete;
-  PendingFile(const PendingFile&) = delete;
-  ~PendingFile();
-
   Status Write(std::string_view data);
-  // Closes the temporary file; later writes fail. Commit() calls it too.
-  Status CloseForWriting();
-  // Replaces the metadata (user.e2b.* xattrs) with `metadata`, then renames the temporary
-  // file over the destination.
+  // Puts the staged bytes at the destination and replaces its metadata (user.e2b.*
+  // xattrs) with `metadata`. kResourceExhausted (ENOSPC) when an existing file cannot be
+  // replaced for lack of space; the old content is then left untouched.
   Status Commit(const std::map<std::string, std::string>& metadata);
 
   // The path the bytes end up at (the symlink target when one was followed).
   const std::string& target() const { return target_; }
 
  private:
-  PendingFile(std::string target, std::string temp_path, UniqueFd fd)
-      : target_(std::move(target)), temp_path_(std::move(temp_path)), fd_(std::move(fd)) {}
+  PendingFile(std::string target, FileOwner owner, mode_t mode, UniqueFd fd)
+      : target_(std::move(target)), owner_(owner), mode_(mode), fd_(std::move(fd)) {}
+
+  bool LinkIntoPlace() const;
+  Status CopyIntoPlace() const;
 
   std::string target_;
-  std::string temp_path_;  // empty once renamed or removed
-  UniqueFd fd_;
+  FileOwner owner_;
+  mode_t mode_;  // for a file that does not exist yet
+  UniqueFd fd_;  // the staged, unnamed file
+  uint64_t size_ = 0;
 };
 
 }  // namespace kiln::envd

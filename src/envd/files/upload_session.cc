@@ -83,7 +83,7 @@ Result<std::unique_ptr<UploadSession>> UploadSession::Start(const http::RequestH
       return Fail(Errc::kInvalidArgument, "the path query parameter is required for "
                                           "application/octet-stream uploads");
     }
-    KILN_TRY(session->AddUpload(path));
+    KILN_TRY(session->BeginFile(path));
   } else {
     return Fail(Errc::kInvalidArgument,
                 "unsupported content type '" + std::string(content_type) +
@@ -97,7 +97,7 @@ Result<std::unique_ptr<UploadSession>> UploadSession::Start(const http::RequestH
   return session;
 }
 
-Status UploadSession::AddUpload(std::string_view raw_path) {
+Status UploadSession::BeginFile(std::string_view raw_path) {
   KILN_TRY(CheckClientPath(raw_path));
   std::string resolved = state_.ResolvePath(raw_path, user_);
   if (!destinations_.insert(resolved).second) {
@@ -105,7 +105,17 @@ Status UploadSession::AddUpload(std::string_view raw_path) {
   }
   KILN_ASSIGN_OR_RETURN(PendingFile file,
                         PendingFile::Create(resolved, FileOwner{user_.uid, user_.gid}));
-  uploads_.push_back(Upload{std::move(resolved), std::move(file)});
+  pending_.emplace(std::move(file));
+  pending_path_ = std::move(resolved);
+  return Status();
+}
+
+Status UploadSession::CommitFile() {
+  if (!pending_) return Status();
+  Status st = pending_->Commit(metadata_);
+  pending_.reset();
+  KILN_TRY(st);
+  committed_.push_back(std::move(pending_path_));
   return Status();
 }
 
@@ -116,11 +126,10 @@ Status UploadSession::Feed(std::string_view piece) {
 
 Status UploadSession::WriteDecoded(std::string_view data) {
   if (multipart_) return multipart_->Feed(data);
-  return uploads_.back().file.Write(data);
+  return pending_->Write(data);
 }
 
 Status UploadSession::OnPartBegin(const http::MultipartPart& part) {
-  in_file_part_ = false;
   if (part.name != "file") return Status();  // other form fields are ignored
   std::string_view destination;
   if (!path_.empty()) {
@@ -131,36 +140,27 @@ Status UploadSession::OnPartBegin(const http::MultipartPart& part) {
     return Fail(Errc::kInvalidArgument,
                 "a file part has no filename and no path query parameter was given");
   }
-  KILN_TRY(AddUpload(destination));
-  in_file_part_ = true;
-  return Status();
+  return BeginFile(destination);
 }
 
 Status UploadSession::OnPartData(std::string_view data) {
-  if (!in_file_part_) return Status();
-  return uploads_.back().file.Write(data);
+  if (!pending_) return Status();
+  return pending_->Write(data);
 }
 
-Status UploadSession::OnPartEnd() {
-  if (!in_file_part_) return Status();
-  in_file_part_ = false;
-  // Close now so that many small parts do not pile up open descriptors.
-  return uploads_.back().file.CloseForWriting();
-}
+Status UploadSession::OnPartEnd() { return CommitFile(); }
 
 Result<nlohmann::json> UploadSession::Finish() {
   if (gzip_) KILN_TRY(gzip_->Finish());
   if (multipart_) {
     KILN_TRY(multipart_->Finish());
-    if (uploads_.empty()) {
+    if (committed_.empty()) {
       return Fail(Errc::kInvalidArgument, "the multipart body has no part named 'file'");
     }
   }
+  KILN_TRY(CommitFile());
   nlohmann::json out = nlohmann::json::array();
-  for (Upload& upload : uploads_) {
-    KILN_TRY(upload.file.Commit(metadata_));
-    out.push_back(UploadJson(upload.path, metadata_));
-  }
+  for (const std::string& path : committed_) out.push_back(UploadJson(path, metadata_));
   return out;
 }
 

@@ -21,8 +21,9 @@ namespace kiln::envd {
 // Turns one POST /files body into files. The route feeds it the body as it arrives; the
 // session decodes it (Content-Encoding: gzip), splits it (multipart/form-data parts named
 // "file", or a single application/octet-stream file) and streams each file into a
-// PendingFile. Finish() renames them all into place only after the whole body parsed, so a
-// failed upload leaves no file behind. Memory stays bounded whatever the body size.
+// PendingFile, which is put in place once all its bytes arrived: a multipart part when its
+// closing delimiter is seen, an octet-stream body in Finish(). A file whose bytes did not
+// all arrive never appears. Memory stays bounded whatever the body size.
 // Lives on the agent's thread; not thread-safe; must not move once started (the parser and
 // decoder point back into it).
 class UploadSession : private http::MultipartSink {
@@ -39,21 +40,18 @@ class UploadSession : private http::MultipartSink {
   // destinations, kResourceExhausted (errno ENOSPC/EDQUOT) when the disk is full, others
   // from the file system.
   Status Feed(std::string_view piece);
-  // The body ended: commits every file and returns the response array
-  // [{"name","type":"file","path","metadata"?}].
+  // The body ended: commits what is still pending and returns the response array
+  // [{"name","type":"file","path","metadata"?}], one element per file.
   Result<nlohmann::json> Finish();
 
  private:
-  struct Upload {
-    std::string path;  // resolved destination, as reported
-    PendingFile file;
-  };
-
   UploadSession(const AgentState& state, sys::UserInfo user, std::string path,
                 std::map<std::string, std::string> metadata);
 
   Status WriteDecoded(std::string_view data);
-  Status AddUpload(std::string_view raw_path);
+  // Validates and resolves a destination and starts its PendingFile (pending_).
+  Status BeginFile(std::string_view raw_path);
+  Status CommitFile();
 
   Status OnPartBegin(const http::MultipartPart& part) override;
   Status OnPartData(std::string_view data) override;
@@ -65,10 +63,12 @@ class UploadSession : private http::MultipartSink {
   std::map<std::string, std::string> metadata_;
   std::unique_ptr<GzipDecoder> gzip_;
   std::unique_ptr<http::MultipartParser> multipart_;
-  std::vector<Upload> uploads_;
+  // The file being received, with its resolved destination as reported to the client.
+  std::optional<PendingFile> pending_;
+  std::string pending_path_;
+  // Resolved destinations in request order; the committed ones are reported.
+  std::vector<std::string> committed_;
   std::set<std::string> destinations_;
-  // Whether the current multipart part is a file being written (uploads_.back()).
-  bool in_file_part_ = false;
 };
 
 // SECURITY: a path from the client. kInvalidArgument for NUL bytes and over-long paths.
