@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <ctime>
-#include <limits>
 #include <memory>
 
 #include "base/log.h"
@@ -140,33 +139,82 @@ Result<std::unique_ptr<GzipEncoder>> StartGzip(DownloadPlan& plan, std::string& 
   return encoder;
 }
 
-// The state of one streamed download.
+// One streamed download in progress.
 struct Transfer {
+  int fd = -1;
   uint64_t offset = 0;
   uint64_t remaining = 0;
   // The size is unknown (a 0-byte regular file such as /proc/*): read until EOF.
   bool until_eof = false;
   std::unique_ptr<GzipEncoder> gzip;
+  bool done = false;
+  // The first piece to send; empty for an empty file.
+  std::string first;
 };
 
-// The next piece to send: file bytes, gzip-compressed if needed. Empty at the end; an
-// kInternal error when the file shrank below the promised length.
-Result<std::string> NextPiece(int fd, Transfer& t) {
-  if (!t.until_eof && t.remaining == 0) return std::string();
-  KILN_ASSIGN_OR_RETURN(std::string data, ReadAt(fd, t.offset, t.until_eof ? kChunk : t.remaining));
+// Reads the first chunk and settles the encoding (plan.gzip may be dropped).
+Result<Transfer> StartTransfer(DownloadJob& job) {
+  DownloadPlan& plan = job.plan;
+  Transfer t;
+  t.fd = job.fd.get();
+  t.offset = plan.offset;
+  t.remaining = plan.length;
+  t.until_eof = plan.status == 200 && plan.length == 0;
+  KILN_ASSIGN_OR_RETURN(t.first, ReadAt(t.fd, t.offset, t.until_eof ? kChunk : t.remaining));
+  t.offset += t.first.size();
+  if (!t.until_eof) t.remaining -= t.first.size();
+  if (plan.gzip && !t.first.empty()) {
+    KILN_ASSIGN_OR_RETURN(t.gzip, StartGzip(plan, t.first));
+  }
+  return t;
+}
+
+// The next piece to send: file bytes, gzip-compressed if needed, then the gzip trailer.
+// Empty at the end; kInternal when the file shrank below the promised length.
+Result<std::string> NextPiece(Transfer& t) {
+  if (t.done) return std::string();
+  std::string data;
+  if (t.until_eof || t.remaining > 0) {
+    KILN_ASSIGN_OR_RETURN(data, ReadAt(t.fd, t.offset, t.until_eof ? kChunk : t.remaining));
+  }
   if (data.empty()) {
-    if (!t.until_eof) return Fail(Errc::kInternal, "file shrank while it was being sent");
-    return data;
+    if (!t.until_eof && t.remaining > 0) {
+      return Fail(Errc::kInternal, "file shrank while it was being sent");
+    }
+    t.done = true;
+    if (!t.gzip) return data;
+    return t.gzip->Finish();
   }
   t.offset += data.size();
   if (!t.until_eof) t.remaining -= data.size();
   if (!t.gzip) return data;
   KILN_ASSIGN_OR_RETURN(std::string out, t.gzip->Write(data));
-  // Keep the piece non-empty so the caller does not take it for the end.
+  // Never hand back an empty piece before the end.
   if (out.empty()) {
     KILN_ASSIGN_OR_RETURN(out, t.gzip->Flush());
   }
   return out;
+}
+
+// Sends the headers and every piece of `t`.
+http::Task<void> SendTransfer(http::Exchange& ex, const DownloadPlan& plan, Transfer& t) {
+  std::optional<uint64_t> length;
+  if (!t.gzip && !t.until_eof) length = plan.length;
+  if (!co_await ex.StartStream(plan.status, plan.headers, length)) co_return;
+  std::string piece = std::move(t.first);
+  for (;;) {
+    if (!co_await ex.WriteStream(piece)) co_return;
+    Result<std::string> next = NextPiece(t);
+    if (!next) {
+      // Too late for an error status: closing the connection tells the client the body
+      // is incomplete.
+      ex.set_keep_alive(false);
+      co_return;
+    }
+    if (next->empty()) break;
+    piece = std::move(*next);
+  }
+  co_await ex.FinishStream();
 }
 
 Result<std::unique_ptr<UploadSession>> StartUpload(const http::RequestHead& head,
@@ -216,60 +264,21 @@ http::Task<void> FilesRoutes::Download(http::Exchange& ex) {
     co_await ex.Respond(ErrorResponse(job.error()));
     co_return;
   }
-  DownloadPlan& plan = job->plan;
-  if (plan.status != 200 && plan.status != 206) {
-    co_await ex.Respond(HeadersOnlyResponse(plan));
+  if (job->plan.status != 200 && job->plan.status != 206) {
+    co_await ex.Respond(HeadersOnlyResponse(job->plan));
     co_return;
   }
-  int fd = job->fd.get();
-  Transfer t;
-  t.offset = plan.offset;
-  t.remaining = plan.length;
-  t.until_eof = plan.status == 200 && plan.length == 0;
-  Result<std::string> first = ReadAt(fd, t.offset, t.until_eof ? kChunk : t.remaining);
-  if (!first) {
-    co_await ex.Respond(ErrorResponse(first.error()));
+  Result<Transfer> transfer = StartTransfer(*job);
+  if (!transfer) {
+    co_await ex.Respond(ErrorResponse(transfer.error()));
     co_return;
   }
-  if (first->empty()) {  // an empty file: Content-Length: 0, which the SDK relies on
-    plan.status = 200;
-    co_await ex.Respond(HeadersOnlyResponse(plan));
+  if (transfer->first.empty()) {  // an empty file: Content-Length: 0, which the SDK relies on
+    job->plan.status = 200;
+    co_await ex.Respond(HeadersOnlyResponse(job->plan));
     co_return;
   }
-  t.offset += first->size();
-  if (!t.until_eof) t.remaining -= first->size();
-  if (plan.gzip) {
-    Result<std::unique_ptr<GzipEncoder>> encoder = StartGzip(plan, *first);
-    if (!encoder) {
-      co_await ex.Respond(ErrorResponse(encoder.error()));
-      co_return;
-    }
-    t.gzip = std::move(*encoder);
-  }
-  std::optional<uint64_t> length;
-  if (!t.gzip && !t.until_eof) length = plan.length;
-  if (!co_await ex.StartStream(plan.status, plan.headers, length)) co_return;
-  if (!co_await ex.WriteStream(*first)) co_return;
-  for (;;) {
-    Result<std::string> piece = NextPiece(fd, t);
-    if (!piece) {
-      // Too late for an error status: closing the connection tells the client the body
-      // is incomplete.
-      ex.set_keep_alive(false);
-      co_return;
-    }
-    if (piece->empty()) break;
-    if (!co_await ex.WriteStream(*piece)) co_return;
-  }
-  if (t.gzip) {
-    Result<std::string> tail = t.gzip->Finish();
-    if (!tail) {
-      ex.set_keep_alive(false);
-      co_return;
-    }
-    if (!co_await ex.WriteStream(*tail)) co_return;
-  }
-  co_await ex.FinishStream();
+  co_await SendTransfer(ex, job->plan, *transfer);
 }
 
 http::Task<void> FilesRoutes::Upload(http::Exchange& ex) {
@@ -281,7 +290,7 @@ http::Task<void> FilesRoutes::Upload(http::Exchange& ex) {
   Status received = co_await ReceiveBody(ex, **session);
   Result<nlohmann::json> files =
       received ? (*session)->Finish() : Result<nlohmann::json>(Unexpected(received.error()));
-  // Drop the session (and its temporary files) before the client hears back.
+  // Release the staged file (and its descriptor) before the client hears back.
   session->reset();
   if (!files) {
     co_await DrainAndRespond(ex, ErrorResponse(files.error()));
