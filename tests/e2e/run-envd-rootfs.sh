@@ -19,7 +19,7 @@
 # written back. All mounts live in the private mount namespace and every process in the private
 # pid namespace: both vanish when this script ends, on any path.
 #
-# Environment: KILN_ROOTFS (rootfs tree; default from make-rootfs.sh --print-path),
+# Environment: KILN_ROOTFS (rootfs tree; default: the cached one, built by make-rootfs.sh if needed),
 # KILN_E2E_LOG_DIR (keep agent logs there; otherwise they are shown on failure and dropped),
 # KILN_ENVD_INIT_ENVS (JSON object for /init envVars).
 set -euo pipefail
@@ -180,7 +180,13 @@ if file_out=$(file -b "$agent" 2>/dev/null) && [[ $file_out == *dynamically* ]];
   log "warning: $agent is dynamically linked; it may not run inside the rootfs"
 fi
 
-rootfs=${KILN_ROOTFS:-$("$here/make-rootfs.sh" --print-path)}
+if [[ -n ${KILN_ROOTFS:-} ]]; then
+  rootfs=$KILN_ROOTFS
+else
+  # Builds the cached rootfs on first use (debootstrap, about a minute), else returns at once.
+  "$here/make-rootfs.sh"
+  rootfs=$("$here/make-rootfs.sh" --print-path)
+fi
 [[ -f $rootfs/.kiln-rootfs-stamp ]] || die "no rootfs at $rootfs (run tests/e2e/make-rootfs.sh)"
 
 work=$(mktemp -d /tmp/kiln-e2e.XXXXXX)

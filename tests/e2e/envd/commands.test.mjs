@@ -68,6 +68,13 @@ describe('commands.run', () => {
     assert.match(err.error ?? '', /exit status 3/)
   })
 
+  test('output written just before exit is not lost', T, async () => {
+    assert.equal((await sbx.commands.run('printf x')).stdout, 'x')
+    const r = await sbx.commands.run("head -c 1000000 /dev/zero | tr '\\0' y; printf END")
+    assert.equal(r.stdout.length, 1_000_003)
+    assert.ok(r.stdout.endsWith('yEND'))
+  })
+
   test('a command stdin is closed unless stdin:true (cat ends at once)', T, async () => {
     const r = await sbx.commands.run('cat; echo after-cat', { timeoutMs: 10_000 })
     assert.equal(r.stdout, 'after-cat\n')
@@ -188,6 +195,15 @@ describe('background commands', () => {
     // The original handle still gets the end too.
     const r0 = await h.wait()
     assert.equal(r0.stdout, 'before\nafter-connect\n')
+  })
+
+  test('several connected handles all receive the output', T, async () => {
+    const h = await sbx.commands.run('read line; echo "got $line"', { background: true, stdin: true })
+    const a = await sbx.commands.connect(h.pid)
+    const b = await sbx.commands.connect(h.pid)
+    await h.sendStdin('ping\n')
+    const [ra, rb, rh] = await Promise.all([a.wait(), b.wait(), h.wait()])
+    for (const r of [ra, rb, rh]) assert.equal(r.stdout, 'got ping\n')
   })
 
   test('connect to an unknown pid fails with NotFoundError', T, async () => {

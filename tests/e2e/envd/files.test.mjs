@@ -166,6 +166,25 @@ describe('files.write / files.read', () => {
     assert.equal((await sbx.files.getInfo(path, { user: 'root' })).owner, 'root')
   })
 
+  test('a large file (8 MiB) round trip, read as bytes and as a stream', T, async () => {
+    const path = p('large.bin')
+    const data = bytes(8 << 20, 5)
+    await sbx.files.write(path, new Blob([data]))
+    const back = await sbx.files.read(path, { format: 'bytes' })
+    assert.equal(back.length, data.length)
+    assert.ok(Buffer.from(back).equals(Buffer.from(data)), 'bytes differ')
+    const streamed = await collect(await sbx.files.read(path, { format: 'stream' }))
+    assert.ok(streamed.equals(Buffer.from(data)), 'streamed bytes differ')
+    assert.equal((await sbx.files.getInfo(path)).size, data.length)
+  })
+
+  test('relative paths for root resolve against /root', T, async () => {
+    const rel = `${uniq('rootrel')}.txt`
+    const info = await sbx.files.write(rel, 'r', { user: 'root' })
+    assert.equal(info.path, `/root/${rel}`)
+    assert.equal((await sbx.files.getInfo(rel, { user: 'root' })).path, `/root/${rel}`)
+  })
+
   test('reading a missing file is FileNotFoundError', T, async () => {
     await rejectsWith(sbx.files.read(p('missing.txt')), FileNotFoundError)
     await rejectsWith(sbx.files.read(p('missing.txt'), { format: 'stream' }), FileNotFoundError)
