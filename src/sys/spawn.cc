@@ -157,6 +157,14 @@ Result<pid_t> Spawn(const SpawnSpec& spec) {
 
 Result<std::string> FindExecutable(const std::string& cmd, const std::string& path_env) {
   if (cmd.empty()) return Fail(Errc::kInvalidArgument, "empty command");
+  if (cmd.front() == '/') {
+    struct stat st;
+    if (stat(cmd.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Fail(Errc::kNotFound, "executable '" + cmd + "' not found");
+    }
+    return cmd;
+  }
+  // Relative to the child's working directory, which exec resolves.
   if (cmd.find('/') != std::string::npos) return cmd;
   size_t start = 0;
   while (start <= path_env.size()) {

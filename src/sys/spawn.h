@@ -42,9 +42,10 @@ struct SpawnSpec {
 // descriptor of the agent but the three standard ones is closed.
 Result<pid_t> Spawn(const SpawnSpec& spec);
 
-// Resolves `cmd` like execvp would, against the PATH value given: a name with a '/' is
-// returned as is, otherwise the first regular executable file in PATH. kNotFound when there is
-// none, kInvalidArgument for an empty name.
+// Resolves `cmd` like execvp would, against the PATH value given: an absolute path must be a
+// regular file, another name with a '/' is returned as is (exec resolves it in the child's
+// cwd), a bare name becomes the first regular executable file in PATH. kNotFound when there
+// is none, kInvalidArgument for an empty name.
 Result<std::string> FindExecutable(const std::string& cmd, const std::string& path_env);
 
 }  // namespace kiln::sys

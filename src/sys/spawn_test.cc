@@ -193,8 +193,11 @@ TEST(FindExecutableTest, SearchesPathInOrder) {
   EXPECT_EQ(*sh, "/bin/sh");
 }
 
-TEST(FindExecutableTest, NameWithSlashIsTakenAsIs) {
+TEST(FindExecutableTest, PathsAreNotSearched) {
   EXPECT_EQ(FindExecutable("./x/y", "/bin").value(), "./x/y");
+  EXPECT_EQ(FindExecutable("/bin/sh", "").value(), "/bin/sh");
+  EXPECT_EQ(FindExecutable("/nonexistent/sh", "/bin").error().code(), Errc::kNotFound);
+  EXPECT_EQ(FindExecutable("/tmp", "/bin").error().code(), Errc::kNotFound);
 }
 
 TEST(FindExecutableTest, MissingIsNotFoundAndEmptyIsInvalid) {

@@ -9,6 +9,14 @@ namespace kiln::envd {
 
 ChildReaper::ChildReaper(boost::asio::io_context& io, ExitFn on_exit)
     : sigchld_(io, SIGCHLD), on_exit_(std::move(on_exit)) {
+  // Asio installs its handler without SA_RESTART, so every exiting child would fail the
+  // agent's blocking syscalls with EINTR. Keep its handler, add SA_RESTART, and skip the
+  // signals for stopped/continued children (waitpid below does not report them anyway).
+  struct sigaction sa {};
+  if (sigaction(SIGCHLD, nullptr, &sa) == 0) {
+    sa.sa_flags |= SA_RESTART | SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &sa, nullptr);
+  }
   Arm();
   // Children that exited before the handler was installed sent their SIGCHLD to nobody.
   ReapNow();
