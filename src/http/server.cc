@@ -396,6 +396,10 @@ std::optional<RequestHead> MakeHead(const bhttp::request<bhttp::buffer_body>& ms
 }  // namespace
 
 Task<void> Server::Serve(tcp::socket socket) {
+  // Responses go out as several small writes (header, then one per stream frame); with Nagle
+  // on, each write after the first waits for the peer's delayed ACK (~40 ms on Linux).
+  error_code nodelay_ec;
+  socket.set_option(tcp::no_delay(true), nodelay_ec);
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   for (;;) {
