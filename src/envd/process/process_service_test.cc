@@ -161,6 +161,51 @@ class ProcessServiceTest : public testing::Test {
     return reply;
   }
 
+  // A streaming call read in two steps: Open returns once the first frame (the start event,
+  // sent after the process gained its subscriber) has arrived; Finish reads the rest.
+  struct PendingStream {
+    net::io_context io;
+    std::optional<tcp::socket> socket;
+    beast::flat_buffer buffer;
+    bhttp::response_parser<bhttp::string_body> parser;
+  };
+  std::unique_ptr<PendingStream> Open(std::string method, std::string request) {
+    auto p = std::make_unique<PendingStream>();
+    p->socket.emplace(Connect(p->io));
+    bhttp::write(*p->socket, Request("/process.Process/" + method, "application/connect+json",
+                                     http::connect::EncodeEnvelope(0, request), {}));
+    WaitForFrames(*p, 1);
+    return p;
+  }
+  // Reads until `n` whole frames have arrived.
+  void WaitForFrames(PendingStream& p, size_t n) {
+    error_code ec;
+    while (!ec && !p.parser.is_done() && CountFrames(p.parser.get().body()) < n) {
+      bhttp::read_some(*p.socket, p.buffer, p.parser, ec);
+    }
+    EXPECT_FALSE(ec) << ec.message();
+  }
+  StreamReply Finish(PendingStream& p) {
+    error_code ec;
+    if (!p.parser.is_done()) bhttp::read(*p.socket, p.buffer, p.parser, ec);
+    EXPECT_FALSE(ec) << ec.message();
+    StreamReply reply;
+    reply.status = p.parser.get().result_int();
+    reply.frames = ParseFrames(p.parser.get().body());
+    return reply;
+  }
+  static size_t CountFrames(std::string_view body) {
+    size_t n = 0;
+    while (body.size() >= 5) {
+      auto b = [&](size_t i) { return static_cast<uint32_t>(static_cast<uint8_t>(body[i])); };
+      uint32_t len = (b(1) << 24) | (b(2) << 16) | (b(3) << 8) | b(4);
+      if (body.size() < 5 + len) break;
+      body.remove_prefix(5 + len);
+      ++n;
+    }
+    return n;
+  }
+
   std::pair<unsigned, json> Unary(std::string method, std::string request,
                                   const Headers& headers = {}) {
     auto res = Post("/process.Process/" + method, "application/json", request, headers);
@@ -271,7 +316,12 @@ TEST_F(ProcessServiceTest, StartErrorsEndTheStreamWithACode) {
 TEST_F(ProcessServiceTest, KeepalivesWhileIdle) {
   StreamReply r = Stream("Start", Sh("sleep 1.3; echo done"), {{"Keepalive-Ping-Interval", "1"}});
   std::vector<std::string> kinds = r.Kinds();
-  EXPECT_EQ(kinds, (std::vector<std::string>{"start", "keepalive", "data", "end"}));
+  ASSERT_GE(kinds.size(), 4u);
+  EXPECT_EQ(kinds.front(), "start");
+  // One keepalive, or more on a loaded machine, while nothing else was sent.
+  for (size_t i = 1; i + 2 < kinds.size(); ++i) EXPECT_EQ(kinds[i], "keepalive") << i;
+  EXPECT_EQ(kinds[kinds.size() - 2], "data");
+  EXPECT_EQ(kinds.back(), "end");
 }
 
 TEST_F(ProcessServiceTest, TimeoutKillsTheProcessAndEndsWithDeadlineExceeded) {
@@ -344,21 +394,23 @@ TEST_F(ProcessServiceTest, ListSignalAndConnectReplay) {
   EXPECT_EQ(replay.End()["status"], "signal: killed");
 }
 
-TEST_F(ProcessServiceTest, ConnectSubscribersGetLiveOutput) {
-  StreamReply first, second;
-  std::thread call([&] { first = Stream("Start", Sh("read x; echo after", R"({"tag":"t"})")); });
-  uint32_t pid = WaitForPid("read x; echo after");
+TEST_F(ProcessServiceTest, ConnectSubscribersGetLiveOutputOnly) {
+  auto first = Open("Start", Sh("echo before; read x; echo after", R"({"tag":"t"})"));
+  uint32_t pid = WaitForPid("echo before; read x; echo after");
   ASSERT_NE(pid, 0u);
-  std::thread connect([&] { second = Stream("Connect", R"({"process":{"tag":"t"}})"); });
-  // Give Connect time to subscribe before the output is produced.
-  std::this_thread::sleep_for(200ms);
+  // "before" has reached the Start stream's client before anyone connects.
+  WaitForFrames(*first, 2);
+  auto by_tag = Open("Connect", R"({"process":{"tag":"t"}})");
+  auto by_pid = Open("Connect", R"({"process":{"pid":)" + std::to_string(pid) + "}}");
   Unary("SendInput", R"({"process":{"pid":)" + std::to_string(pid) + R"(},"input":{"stdin":"eAo="}})");
-  call.join();
-  connect.join();
-  EXPECT_EQ(first.Output("stdout"), "after\n");
-  EXPECT_EQ(second.Output("stdout"), "after\n");
-  EXPECT_EQ(second.frames[0].message["event"]["start"]["pid"], pid);
-  EXPECT_EQ(second.Kinds().back(), "end");
+  StreamReply r1 = Finish(*first), r2 = Finish(*by_tag), r3 = Finish(*by_pid);
+  EXPECT_EQ(r1.Output("stdout"), "before\nafter\n");
+  for (const StreamReply* r : {&r2, &r3}) {
+    EXPECT_EQ(r->Output("stdout"), "after\n");
+    EXPECT_EQ(r->frames[0].message["event"]["start"]["pid"], pid);
+    EXPECT_EQ(r->Kinds().back(), "end");
+    EXPECT_EQ(r->Trailer(), json::object());
+  }
 }
 
 TEST_F(ProcessServiceTest, UnknownProcessIsNotFound) {
