@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,7 +41,38 @@ struct DirCloser {
 struct Child {
   std::string name;
   bool is_dir = false;
+  // A directory a recursive watch descends into (not a pseudo file system mount).
+  bool watchable = false;
 };
+
+// Kernel pseudo file systems: watching them is useless (proc alone has thousands of
+// directories that come and go) and autofs would trigger mounts.
+bool IsPseudoFilesystem(const std::string& path) {
+  struct statfs fs;
+  if (statfs(path.c_str(), &fs) != 0) return true;
+  switch (static_cast<uint32_t>(fs.f_type)) {
+    case 0x9fa0:      // proc
+    case 0x62656572:  // sysfs
+    case 0x27e0eb:    // cgroup
+    case 0x63677270:  // cgroup2
+    case 0x64626720:  // debugfs
+    case 0x74726163:  // tracefs
+    case 0x73636673:  // securityfs
+    case 0xcafe4a11:  // bpf
+    case 0x1cd1:      // devpts
+    case 0x62656570:  // configfs
+    case 0x6165676c:  // pstore
+    case 0x19800202:  // mqueue
+    case 0x65735543:  // fusectl
+    case 0x42494e4d:  // binfmt_misc
+    case 0xde5e81e4:  // efivarfs
+    case 0xf97cff8c:  // selinuxfs
+    case 0x0187:      // autofs
+      return true;
+    default:
+      return false;
+  }
+}
 
 // Entries of a directory (not following symlinks), sorted by name. A directory that is gone
 // or unreadable yields no entries: it raced with a removal or is not ours to watch.
@@ -48,16 +80,21 @@ std::vector<Child> ListChildren(const std::string& path) {
   std::vector<Child> out;
   std::unique_ptr<DIR, DirCloser> dir(opendir(path.c_str()));
   if (!dir) return out;
+  struct stat self;
+  if (fstat(dirfd(dir.get()), &self) != 0) return out;
   while (dirent* e = readdir(dir.get())) {
     std::string_view name(e->d_name);
     if (name == "." || name == "..") continue;
-    bool is_dir = e->d_type == DT_DIR;
-    if (e->d_type == DT_UNKNOWN) {
+    Child c{std::string(name), false, false};
+    if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) {
       struct stat st;
-      is_dir = fstatat(dirfd(dir.get()), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-               S_ISDIR(st.st_mode);
+      c.is_dir = fstatat(dirfd(dir.get()), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                 S_ISDIR(st.st_mode);
+      // Only a mount point changes the device; check its file system there alone.
+      c.watchable = c.is_dir && (st.st_dev == self.st_dev ||
+                                 !IsPseudoFilesystem(path + "/" + c.name));
     }
-    out.push_back(Child{std::string(name), is_dir});
+    out.push_back(std::move(c));
   }
   std::sort(out.begin(), out.end(), [](const Child& a, const Child& b) { return a.name < b.name; });
   return out;
@@ -75,7 +112,7 @@ uint32_t WatchOpsForMask(uint32_t mask) {
   return ops;
 }
 
-Result<InotifyWatch> InotifyWatch::Open(const std::string& root, bool recursive) {
+Result<InotifyWatch> InotifyWatch::OpenRoot(const std::string& root, bool recursive) {
   int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (fd < 0) {
     if (errno == EMFILE) {
@@ -88,10 +125,32 @@ Result<InotifyWatch> InotifyWatch::Open(const std::string& root, bool recursive)
   KILN_TRY(watch.AddOne("", /*is_root=*/true));
   if (recursive) {
     for (const Child& c : ListChildren(root)) {
-      if (c.is_dir) KILN_TRY(watch.AddTree(c.name));
+      if (c.watchable) watch.setup_.push_back(c.name);
     }
   }
   return watch;
+}
+
+Result<InotifyWatch> InotifyWatch::Open(const std::string& root, bool recursive) {
+  KILN_ASSIGN_OR_RETURN(InotifyWatch watch, OpenRoot(root, recursive));
+  KILN_TRY(watch.ContinueSetup(SIZE_MAX));
+  return watch;
+}
+
+Status InotifyWatch::ContinueSetup(size_t budget) {
+  for (; budget > 0 && !setup_.empty(); --budget) {
+    std::string dir = std::move(setup_.back());
+    setup_.pop_back();
+    Status added = AddOne(dir, /*is_root=*/false);
+    if (!added) {
+      if (added.error().code() == Errc::kResourceExhausted) return added;
+      continue;  // vanished or not a directory any more
+    }
+    for (const Child& c : ListChildren(FullPath(dir))) {
+      if (c.watchable) setup_.push_back(Join(dir, c.name));
+    }
+  }
+  return Status();
 }
 
 std::string InotifyWatch::FullPath(const std::string& rel) const {
@@ -134,7 +193,7 @@ Result<std::vector<WatchEvent>> InotifyWatch::AddTree(const std::string& rel) {
     for (const Child& c : ListChildren(FullPath(dir))) {
       std::string child = Join(dir, c.name);
       found.push_back(WatchEvent{child, kWatchCreate, c.is_dir});
-      if (c.is_dir) pending.push_back(std::move(child));
+      if (c.watchable) pending.push_back(std::move(child));
     }
   }
   return found;

@@ -38,14 +38,22 @@ struct WatchEvent {
 
 // An inotify instance watching one directory, or with `recursive` its whole subtree
 // (directories created or moved in later are added as they appear, and their contents are
-// reported as created). Symlinks below the root are not followed. The fd is non-blocking
-// and close-on-exec; callers poll it for readability and then call ReadEvents().
+// reported as created). Symlinks below the root are not followed, and neither are mounts of
+// kernel pseudo file systems (proc, sysfs, cgroup, ...). The fd is non-blocking and
+// close-on-exec; callers poll it for readability and then call ReadEvents().
 // Not thread-safe.
 class InotifyWatch {
  public:
+  // Watches `root` and, when recursive, its whole current subtree.
   // kNotFound when `root` is missing, kInvalidArgument when it is not a directory,
   // kResourceExhausted when the inotify instance or watch limit is reached.
   static Result<InotifyWatch> Open(const std::string& root, bool recursive);
+  // Like Open(), but only the root is watched on return; ContinueSetup() adds the existing
+  // subtree in steps, so that a large tree does not hold up the caller's loop.
+  static Result<InotifyWatch> OpenRoot(const std::string& root, bool recursive);
+  // Watches up to `budget` more directories of the subtree present at OpenRoot().
+  Status ContinueSetup(size_t budget);
+  bool setup_done() const { return setup_.empty(); }
 
   InotifyWatch(InotifyWatch&&) = default;
   InotifyWatch& operator=(InotifyWatch&&) = default;
@@ -85,6 +93,8 @@ class InotifyWatch {
   int root_wd_ = -1;
   // Watch descriptor -> directory relative to the root ("" for the root itself).
   std::unordered_map<int, std::string> dirs_;
+  // Directories (relative) of the initial subtree still to be watched.
+  std::vector<std::string> setup_;
   // A directory seen in IN_MOVED_FROM whose IN_MOVED_TO (same cookie) has not arrived yet;
   // the kernel queues the pair back to back.
   uint32_t move_cookie_ = 0;

@@ -123,6 +123,25 @@ TEST_F(InotifyWatchTest, RecursiveWatchesExistingAndNewDirectories) {
   EXPECT_TRUE(Has(more, "new/b.txt", kWatchWrite));
 }
 
+TEST_F(InotifyWatchTest, OpenRootThenContinueSetupInSteps) {
+  fs::create_directories(root_ + "/a/b/c");
+  fs::create_directories(root_ + "/d");
+  auto w = InotifyWatch::OpenRoot(root_, true);
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->watched_dirs(), 1u);
+  EXPECT_FALSE(w->setup_done());
+  int steps = 0;
+  while (!w->setup_done()) {
+    ASSERT_TRUE(w->ContinueSetup(1));
+    ++steps;
+  }
+  EXPECT_EQ(steps, 4);
+  EXPECT_EQ(w->watched_dirs(), 5u);
+  WriteFile("a/b/c/f.txt", "x");
+  auto evs = Collect(*w, [](const auto& e) { return Has(e, "a/b/c/f.txt", kWatchWrite); });
+  EXPECT_TRUE(Has(evs, "a/b/c/f.txt", kWatchCreate));
+}
+
 TEST_F(InotifyWatchTest, RecursiveReportsContentsOfDirectoriesCreatedInOneGo) {
   auto w = InotifyWatch::Open(root_, true);
   ASSERT_TRUE(w);

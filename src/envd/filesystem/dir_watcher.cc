@@ -24,10 +24,15 @@ DirWatcher::~DirWatcher() {
 Result<std::shared_ptr<DirWatcher>> DirWatcher::Start(net::io_context& io, const std::string& path,
                                                       bool recursive, size_t max_pending) {
   KILN_ASSIGN_OR_RETURN(sys::InotifyWatch watch, sys::InotifyWatch::Open(path, recursive));
+  return Start(io, std::move(watch), max_pending);
+}
+
+Result<std::shared_ptr<DirWatcher>> DirWatcher::Start(net::io_context& io, sys::InotifyWatch watch,
+                                                      size_t max_pending) {
   std::shared_ptr<DirWatcher> w(new DirWatcher(io, std::move(watch), max_pending));
   boost::system::error_code ec;
   w->readable_.assign(w->watch_.fd(), ec);
-  if (ec) return Fail(Errc::kInternal, "watch " + path + ": " + ec.message());
+  if (ec) return Fail(Errc::kInternal, "watch " + w->path_ + ": " + ec.message());
   net::co_spawn(io, w->ReadLoop(w), net::detached);
   return w;
 }

@@ -30,7 +30,10 @@ class DirWatcher : public std::enable_shared_from_this<DirWatcher> {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // Starts reading. Errors are those of sys::InotifyWatch::Open.
+  // Starts reading `watch` (set up completely).
+  static Result<std::shared_ptr<DirWatcher>> Start(boost::asio::io_context& io,
+                                                   sys::InotifyWatch watch, size_t max_pending);
+  // Opens the watch in one go and starts reading; errors are those of InotifyWatch::Open.
   static Result<std::shared_ptr<DirWatcher>> Start(boost::asio::io_context& io,
                                                    const std::string& path, bool recursive,
                                                    size_t max_pending);

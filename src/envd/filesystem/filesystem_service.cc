@@ -3,6 +3,9 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <array>
 #include <charconv>
 #include <vector>
@@ -80,6 +83,14 @@ std::vector<json> EventJsons(const std::vector<sys::WatchEvent>& events, const s
   return out;
 }
 
+json EntriesResponse(const std::vector<EntryInfo>& entries) {
+  json list = json::array();
+  for (const EntryInfo& e : entries) list.push_back(EntryInfoToJson(e));
+  json out = json::object();
+  out["entries"] = std::move(list);
+  return out;
+}
+
 json StreamMessage(std::string_view kind, json value) {
   json j = json::object();
   j[std::string(kind)] = std::move(value);
@@ -99,6 +110,11 @@ std::chrono::seconds KeepaliveInterval(const http::RequestHead& head) {
 
 }  // namespace
 
+struct FilesystemService::ListSpec {
+  std::string path;
+  uint32_t depth = 1;
+};
+
 struct FilesystemService::WatchSpec {
   std::string path;
   bool recursive = false;
@@ -114,25 +130,36 @@ FilesystemService::~FilesystemService() {
 
 void FilesystemService::Register(http::Router& router) {
   namespace connect = http::connect;
-  using Method = Result<json> (FilesystemService::*)(const CallContext&, const json&);
-  auto unary = [&](std::string name, Method m) {
+  using Sync = Result<json> (FilesystemService::*)(const CallContext&, const json&);
+  using Async = http::Task<Result<json>> (FilesystemService::*)(const CallContext&, const json&);
+  auto sync = [&](std::string name, Sync m) {
     connect::AddUnary(router, "/filesystem.Filesystem/" + name,
                       [this, m](const CallContext& ctx, const json& req) -> http::Task<Result<json>> {
                         co_return (this->*m)(ctx, req);
                       });
   };
-  unary("Stat", &FilesystemService::Stat);
-  unary("ListDir", &FilesystemService::ListDir);
-  unary("MakeDir", &FilesystemService::MakeDir);
-  unary("Move", &FilesystemService::Move);
-  unary("Remove", &FilesystemService::Remove);
-  unary("CreateWatcher", &FilesystemService::CreateWatcher);
-  unary("GetWatcherEvents", &FilesystemService::GetWatcherEvents);
-  unary("RemoveWatcher", &FilesystemService::RemoveWatcher);
+  auto async = [&](std::string name, Async m) {
+    connect::AddUnary(router, "/filesystem.Filesystem/" + name,
+                      [this, m](const CallContext& ctx, const json& req) {
+                        return (this->*m)(ctx, req);
+                      });
+  };
+  sync("Stat", &FilesystemService::Stat);
+  async("ListDir", &FilesystemService::ListDir);
+  sync("MakeDir", &FilesystemService::MakeDir);
+  sync("Move", &FilesystemService::Move);
+  async("Remove", &FilesystemService::Remove);
+  async("CreateWatcher", &FilesystemService::CreateWatcher);
+  sync("GetWatcherEvents", &FilesystemService::GetWatcherEvents);
+  sync("RemoveWatcher", &FilesystemService::RemoveWatcher);
   connect::AddServerStream(router, "/filesystem.Filesystem/WatchDir",
                            [this](const CallContext& ctx, const json& req, ServerStream& stream) {
                              return WatchDir(ctx, req, stream);
                            });
+}
+
+http::Task<void> FilesystemService::Yield() {
+  co_await boost::asio::post(io_, boost::asio::use_awaitable);
 }
 
 Result<json> FilesystemService::Stat(const CallContext& ctx, const json& req) {
@@ -143,21 +170,29 @@ Result<json> FilesystemService::Stat(const CallContext& ctx, const json& req) {
   return EntryResponse(entry);
 }
 
-Result<json> FilesystemService::ListDir(const CallContext& ctx, const json& req) {
+Result<FilesystemService::ListSpec> FilesystemService::ParseList(const CallContext& ctx,
+                                                                 const json& req) {
   KILN_ASSIGN_OR_RETURN(sys::UserInfo user, state_.UserForRequest(ctx.head));
-  KILN_ASSIGN_OR_RETURN(std::string path, ResolvePathField(state_, user, req, "path", true));
+  ListSpec spec;
+  KILN_ASSIGN_OR_RETURN(spec.path, ResolvePathField(state_, user, req, "path", true));
   KILN_ASSIGN_OR_RETURN(std::optional<int64_t> depth, wire::GetInt(req, "depth"));
   if (depth && (*depth < 0 || *depth > UINT32_MAX)) {
     return Fail(Errc::kInvalidArgument, "depth must be between 1 and 4294967295");
   }
+  spec.depth = depth && *depth > 0 ? static_cast<uint32_t>(*depth) : 1;
+  return spec;
+}
+
+http::Task<Result<json>> FilesystemService::ListDir(const CallContext& ctx, const json& req) {
+  KILN_CO_ASSIGN_OR_RETURN(ListSpec spec, ParseList(ctx, req));
+  KILN_CO_ASSIGN_OR_RETURN(fsops::ListDirWalk walk, fsops::ListDirWalk::Start(spec.path, spec.depth));
   OwnerNames names(state_.users);
-  uint32_t levels = depth && *depth > 0 ? static_cast<uint32_t>(*depth) : 1;
-  KILN_ASSIGN_OR_RETURN(std::vector<EntryInfo> entries, fsops::ListDir(path, levels, names));
-  json list = json::array();
-  for (const EntryInfo& e : entries) list.push_back(EntryInfoToJson(e));
-  json out = json::object();
-  out["entries"] = std::move(list);
-  return out;
+  for (;;) {
+    KILN_CO_TRY(walk.Step(names, kStepBudget));
+    if (walk.done()) break;
+    co_await Yield();
+  }
+  co_return EntriesResponse(walk.TakeEntries());
 }
 
 Result<json> FilesystemService::MakeDir(const CallContext& ctx, const json& req) {
@@ -180,11 +215,19 @@ Result<json> FilesystemService::Move(const CallContext& ctx, const json& req) {
   return EntryResponse(entry);
 }
 
-Result<json> FilesystemService::Remove(const CallContext& ctx, const json& req) {
+Result<std::string> FilesystemService::ParseRemove(const CallContext& ctx, const json& req) {
   KILN_ASSIGN_OR_RETURN(sys::UserInfo user, state_.UserForRequest(ctx.head));
-  KILN_ASSIGN_OR_RETURN(std::string path, ResolvePathField(state_, user, req, "path", false));
-  KILN_TRY(fsops::RemoveAll(path));
-  return json::object();
+  return ResolvePathField(state_, user, req, "path", false);
+}
+
+http::Task<Result<json>> FilesystemService::Remove(const CallContext& ctx, const json& req) {
+  KILN_CO_ASSIGN_OR_RETURN(std::string path, ParseRemove(ctx, req));
+  KILN_CO_ASSIGN_OR_RETURN(fsops::TreeRemoval removal, fsops::TreeRemoval::Start(path));
+  while (!removal.done()) {
+    KILN_CO_TRY(removal.Step(kStepBudget));
+    if (!removal.done()) co_await Yield();
+  }
+  co_return json::object();
 }
 
 Result<FilesystemService::WatchSpec> FilesystemService::ParseWatch(const CallContext& ctx,
@@ -217,14 +260,22 @@ Result<FilesystemService::WatchSpec> FilesystemService::ParseWatch(const CallCon
   return spec;
 }
 
-Result<std::shared_ptr<DirWatcher>> FilesystemService::StartWatch(const WatchSpec& spec) {
-  return DirWatcher::Start(io_, spec.path, spec.recursive, kMaxPendingEvents);
+http::Task<Result<std::shared_ptr<DirWatcher>>> FilesystemService::StartWatch(
+    const WatchSpec& spec) {
+  KILN_CO_ASSIGN_OR_RETURN(sys::InotifyWatch watch,
+                           sys::InotifyWatch::OpenRoot(spec.path, spec.recursive));
+  for (;;) {
+    KILN_CO_TRY(watch.ContinueSetup(kStepBudget));
+    if (watch.setup_done()) break;
+    co_await Yield();
+  }
+  co_return DirWatcher::Start(io_, std::move(watch), kMaxPendingEvents);
 }
 
 http::Task<Status> FilesystemService::WatchDir(const CallContext& ctx, const json& req,
                                                ServerStream& stream) {
   KILN_CO_ASSIGN_OR_RETURN(WatchSpec spec, ParseWatch(ctx, req));
-  KILN_CO_ASSIGN_OR_RETURN(std::shared_ptr<DirWatcher> watcher, StartWatch(spec));
+  KILN_CO_ASSIGN_OR_RETURN(std::shared_ptr<DirWatcher> watcher, co_await StartWatch(spec));
   ScopeExit stop([&watcher] { watcher->Stop(); });
   KILN_CO_TRY(co_await stream.Send(StreamMessage("start", json::object())));
   const std::chrono::seconds keepalive = KeepaliveInterval(ctx.head);
@@ -261,11 +312,16 @@ std::string FilesystemService::NewWatcherId() {
          std::to_string(++watcher_counter_);
 }
 
-Result<json> FilesystemService::CreateWatcher(const CallContext& ctx, const json& req) {
-  KILN_ASSIGN_OR_RETURN(WatchSpec spec, ParseWatch(ctx, req));
-  KILN_ASSIGN_OR_RETURN(std::shared_ptr<DirWatcher> watcher, StartWatch(spec));
+http::Task<Result<json>> FilesystemService::CreateWatcher(const CallContext& ctx,
+                                                          const json& req) {
+  KILN_CO_ASSIGN_OR_RETURN(WatchSpec spec, ParseWatch(ctx, req));
+  KILN_CO_ASSIGN_OR_RETURN(std::shared_ptr<DirWatcher> watcher, co_await StartWatch(spec));
+  co_return AddWatcher(std::move(watcher), spec.include_entry);
+}
+
+json FilesystemService::AddWatcher(std::shared_ptr<DirWatcher> watcher, bool include_entry) {
   std::string id = NewWatcherId();
-  watchers_[id] = Watcher{std::move(watcher), spec.include_entry};
+  watchers_[id] = Watcher{std::move(watcher), include_entry};
   json out = json::object();
   out["watcherId"] = id;
   return out;

@@ -31,18 +31,23 @@ class FilesystemService {
   ~FilesystemService();
   void Register(http::Router& router);
 
+  // Entries handled between two turns of the loop in the walks that can be long (ListDir,
+  // Remove, setting up a recursive watch).
+  static constexpr size_t kStepBudget = 256;
+
   // The RPCs, callable directly by tests. Each returns the response message.
   Result<nlohmann::json> Stat(const http::connect::CallContext& ctx, const nlohmann::json& req);
-  Result<nlohmann::json> ListDir(const http::connect::CallContext& ctx,
-                                 const nlohmann::json& req);
+  http::Task<Result<nlohmann::json>> ListDir(const http::connect::CallContext& ctx,
+                                             const nlohmann::json& req);
   Result<nlohmann::json> MakeDir(const http::connect::CallContext& ctx,
                                  const nlohmann::json& req);
   Result<nlohmann::json> Move(const http::connect::CallContext& ctx, const nlohmann::json& req);
-  Result<nlohmann::json> Remove(const http::connect::CallContext& ctx, const nlohmann::json& req);
+  http::Task<Result<nlohmann::json>> Remove(const http::connect::CallContext& ctx,
+                                            const nlohmann::json& req);
   http::Task<Status> WatchDir(const http::connect::CallContext& ctx, const nlohmann::json& req,
                               http::connect::ServerStream& stream);
-  Result<nlohmann::json> CreateWatcher(const http::connect::CallContext& ctx,
-                                       const nlohmann::json& req);
+  http::Task<Result<nlohmann::json>> CreateWatcher(const http::connect::CallContext& ctx,
+                                                   const nlohmann::json& req);
   Result<nlohmann::json> GetWatcherEvents(const http::connect::CallContext& ctx,
                                           const nlohmann::json& req);
   Result<nlohmann::json> RemoveWatcher(const http::connect::CallContext& ctx,
@@ -50,13 +55,20 @@ class FilesystemService {
 
  private:
   struct WatchSpec;
+  struct ListSpec;
   struct Watcher {
     std::shared_ptr<DirWatcher> watcher;
     bool include_entry = false;
   };
 
+  Result<ListSpec> ParseList(const http::connect::CallContext& ctx, const nlohmann::json& req);
+  Result<std::string> ParseRemove(const http::connect::CallContext& ctx,
+                                  const nlohmann::json& req);
+  nlohmann::json AddWatcher(std::shared_ptr<DirWatcher> watcher, bool include_entry);
   Result<WatchSpec> ParseWatch(const http::connect::CallContext& ctx, const nlohmann::json& req);
-  Result<std::shared_ptr<DirWatcher>> StartWatch(const WatchSpec& spec);
+  http::Task<Result<std::shared_ptr<DirWatcher>>> StartWatch(const WatchSpec& spec);
+  // Lets the loop run other work before the calling coroutine continues.
+  http::Task<void> Yield();
   std::string NewWatcherId();
 
   boost::asio::io_context& io_;

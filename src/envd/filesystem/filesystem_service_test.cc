@@ -56,6 +56,20 @@ class FilesystemServiceTest : public testing::Test {
     ASSERT_FALSE(r) << r->dump();
     EXPECT_EQ(r.error().code(), code) << r.error().message();
   }
+  // Runs an asynchronous RPC to completion on the loop.
+  template <typename Method>
+  Result<json> Call(Method method, json req) {
+    CallContext ctx = Ctx();
+    std::optional<Result<json>> out;
+    net::co_spawn(io_, (service_.get()->*method)(ctx, req),
+                  [&](std::exception_ptr, Result<json> r) { out.emplace(std::move(r)); });
+    io_.restart();  // it stops whenever it runs out of work
+    while (!out && io_.run_one() > 0) {
+    }
+    EXPECT_TRUE(out.has_value());
+    if (!out) return Fail(Errc::kInternal, "the call never completed");
+    return std::move(*out);
+  }
   // Polls GetWatcherEvents, running the loop in between, until some events arrive.
   json PollEvents(const std::string& id) {
     for (int i = 0; i < 50; ++i) {
@@ -93,11 +107,11 @@ TEST_F(FilesystemServiceTest, StatMissingIsNotFound) {
 
 TEST_F(FilesystemServiceTest, WrongFieldTypesAreInvalidArgument) {
   ExpectCode(service_->Stat(Ctx(), json{{"path", 5}}), Errc::kInvalidArgument);
-  ExpectCode(service_->ListDir(Ctx(), json{{"path", home_}, {"depth", "deep"}}),
+  ExpectCode(Call(&FilesystemService::ListDir, json{{"path", home_}, {"depth", "deep"}}),
              Errc::kInvalidArgument);
-  ExpectCode(service_->ListDir(Ctx(), json{{"path", home_}, {"depth", -1}}),
+  ExpectCode(Call(&FilesystemService::ListDir, json{{"path", home_}, {"depth", -1}}),
              Errc::kInvalidArgument);
-  ExpectCode(service_->CreateWatcher(Ctx(), json{{"path", home_}, {"recursive", "yes"}}),
+  ExpectCode(Call(&FilesystemService::CreateWatcher, json{{"path", home_}, {"recursive", "yes"}}),
              Errc::kInvalidArgument);
   ExpectCode(service_->GetWatcherEvents(Ctx(), json{{"watcherId", json::array()}}),
              Errc::kInvalidArgument);
@@ -108,7 +122,7 @@ TEST_F(FilesystemServiceTest, WrongFieldTypesAreInvalidArgument) {
 TEST_F(FilesystemServiceTest, NulBytesInPathsAreInvalidArgument) {
   std::string bad("/tmp/a\0b", 8);
   ExpectCode(service_->Stat(Ctx(), json{{"path", bad}}), Errc::kInvalidArgument);
-  ExpectCode(service_->Remove(Ctx(), json{{"path", bad}}), Errc::kInvalidArgument);
+  ExpectCode(Call(&FilesystemService::Remove, json{{"path", bad}}), Errc::kInvalidArgument);
   ExpectCode(service_->MakeDir(Ctx(), json{{"path", bad}}), Errc::kInvalidArgument);
 }
 
@@ -119,13 +133,25 @@ TEST_F(FilesystemServiceTest, UnknownBasicAuthUserIsUnauthenticated) {
 
 TEST_F(FilesystemServiceTest, ListDirDefaultsToOneLevelAndAcceptsStringDepth) {
   fs::create_directories(home_ + "/d/e");
-  auto one = service_->ListDir(Ctx(), json{{"path", "~"}});
+  auto one = Call(&FilesystemService::ListDir, json{{"path", "~"}});
   ASSERT_TRUE(one);
   ASSERT_EQ((*one)["entries"].size(), 1u);
   EXPECT_EQ((*one)["entries"][0]["type"], "FILE_TYPE_DIRECTORY");
-  auto two = service_->ListDir(Ctx(), json{{"path", "~"}, {"depth", "2"}});
+  auto two = Call(&FilesystemService::ListDir, json{{"path", "~"}, {"depth", "2"}});
   ASSERT_TRUE(two);
   EXPECT_EQ((*two)["entries"].size(), 2u);
+}
+
+TEST_F(FilesystemServiceTest, ListAndRemoveOfTreesLargerThanOneStep) {
+  const size_t n = 2 * FilesystemService::kStepBudget + 10;
+  fs::create_directory(home_ + "/many");
+  for (size_t i = 0; i < n; ++i) WriteFile(home_ + "/many/f" + std::to_string(i), "");
+  auto listed = Call(&FilesystemService::ListDir, json{{"path", "many"}});
+  ASSERT_TRUE(listed) << listed.error().message();
+  EXPECT_EQ((*listed)["entries"].size(), n);
+  auto removed = Call(&FilesystemService::Remove, json{{"path", "many"}});
+  ASSERT_TRUE(removed) << removed.error().message();
+  EXPECT_FALSE(fs::exists(home_ + "/many"));
 }
 
 TEST_F(FilesystemServiceTest, MakeDirThenAlreadyExists) {
@@ -154,18 +180,17 @@ TEST_F(FilesystemServiceTest, MoveReturnsDestinationEntry) {
 TEST_F(FilesystemServiceTest, RemoveIsRecursiveAndToleratesMissing) {
   fs::create_directories(home_ + "/r/s");
   WriteFile(home_ + "/r/s/t", "x");
-  auto r = service_->Remove(Ctx(), json{{"path", "r"}});
+  auto r = Call(&FilesystemService::Remove, json{{"path", "r"}});
   ASSERT_TRUE(r);
   EXPECT_EQ(*r, json::object());
   EXPECT_FALSE(fs::exists(home_ + "/r"));
-  EXPECT_TRUE(service_->Remove(Ctx(), json{{"path", "r"}}));
-  ExpectCode(service_->Remove(Ctx(), json::object()), Errc::kInvalidArgument);
-  ExpectCode(service_->Remove(Ctx(), json{{"path", "/"}}), Errc::kInvalidArgument);
+  EXPECT_TRUE(Call(&FilesystemService::Remove, json{{"path", "r"}}));
+  ExpectCode(Call(&FilesystemService::Remove, json::object()), Errc::kInvalidArgument);
+  ExpectCode(Call(&FilesystemService::Remove, json{{"path", "/"}}), Errc::kInvalidArgument);
 }
 
 TEST_F(FilesystemServiceTest, WatcherLifecycle) {
-  auto created = service_->CreateWatcher(
-      Ctx(), json{{"path", home_}, {"recursive", true}, {"includeEntry", true}});
+  auto created = Call(&FilesystemService::CreateWatcher, json{{"path", home_}, {"recursive", true}, {"includeEntry", true}});
   ASSERT_TRUE(created) << created.error().message();
   std::string id = (*created)["watcherId"];
   ASSERT_FALSE(id.empty());
@@ -198,9 +223,9 @@ TEST_F(FilesystemServiceTest, WatcherLifecycle) {
 }
 
 TEST_F(FilesystemServiceTest, WatchOfMissingPathOrFileIsRejected) {
-  ExpectCode(service_->CreateWatcher(Ctx(), json{{"path", "nope"}}), Errc::kNotFound);
+  ExpectCode(Call(&FilesystemService::CreateWatcher, json{{"path", "nope"}}), Errc::kNotFound);
   WriteFile(home_ + "/f", "x");
-  ExpectCode(service_->CreateWatcher(Ctx(), json{{"path", "f"}}), Errc::kInvalidArgument);
+  ExpectCode(Call(&FilesystemService::CreateWatcher, json{{"path", "f"}}), Errc::kInvalidArgument);
   ExpectCode(service_->GetWatcherEvents(Ctx(), json{{"watcherId", "nope"}}), Errc::kNotFound);
 }
 

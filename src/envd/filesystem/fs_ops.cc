@@ -44,42 +44,6 @@ std::vector<std::string> SortedNames(DirPtr dir) {
   return names;
 }
 
-struct Walk {
-  uint32_t depth;
-  size_t max_entries;
-  OwnerNames& names;
-  std::vector<EntryInfo> out;
-};
-
-// Lists `real_dir` (level `level` below the root), reporting paths under `shown_dir`.
-Status WalkDir(const std::string& real_dir, const std::string& shown_dir, uint32_t level,
-               Walk& walk) {
-  DirPtr dir(opendir(real_dir.c_str()));
-  if (!dir) {
-    // Below the root, a directory that vanished or cannot be read is skipped.
-    if (level > 1) return Status();
-    return FailErrno("open directory " + shown_dir);
-  }
-  for (const std::string& name : SortedNames(std::move(dir))) {
-    auto entry = ReadEntryInfo(JoinPath(real_dir, name), walk.names);
-    if (!entry) {
-      if (entry.error().code() == Errc::kNotFound) continue;  // removed meanwhile
-      return Unexpected(std::move(entry).error());
-    }
-    if (walk.out.size() >= walk.max_entries) {
-      return Fail(Errc::kResourceExhausted, "directory listing exceeds " +
-                                                std::to_string(walk.max_entries) +
-                                                " entries; use a smaller depth");
-    }
-    entry->path = JoinPath(shown_dir, name);
-    bool descend = entry->type == FileType::kDirectory && !entry->symlink_target &&
-                   level < walk.depth;
-    walk.out.push_back(std::move(*entry));
-    if (descend) KILN_TRY(WalkDir(JoinPath(real_dir, name), JoinPath(shown_dir, name), level + 1, walk));
-  }
-  return Status();
-}
-
 Status CopyFileData(int in, int out, const std::string& what) {
   std::array<char, 64 * 1024> buf;
   for (;;) {
@@ -174,37 +138,6 @@ Status CopyThenRemove(const std::string& src, const std::string& dst) {
   return RemoveAll(src);
 }
 
-// Removes `name` in directory `dirfd`, recursively, never following symlinks.
-Status RemoveAt(int dirfd, const std::string& name, const std::string& shown) {
-  if (unlinkat(dirfd, name.c_str(), 0) == 0) return Status();
-  int err = errno;
-  if (err == ENOENT) return Status();
-  if (err != EISDIR && err != EPERM) return FailErrno("remove " + shown, err);
-  int fd = openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Status();
-    return FailErrno("remove " + shown, errno == ENOTDIR ? err : errno);
-  }
-  DirPtr dir(fdopendir(fd));
-  if (!dir) {
-    close(fd);
-    return FailErrno("open directory " + shown);
-  }
-  // The stream stays open for the children's unlinkat(); read the names first.
-  std::vector<std::string> names;
-  while (dirent* e = readdir(dir.get())) {
-    std::string_view n(e->d_name);
-    if (n != "." && n != "..") names.emplace_back(n);
-  }
-  for (const std::string& child : names) {
-    KILN_TRY(RemoveAt(::dirfd(dir.get()), child, JoinPath(shown, child)));
-  }
-  if (unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
-    return FailErrno("remove " + shown);
-  }
-  return Status();
-}
-
 }  // namespace
 
 std::string JoinPath(const std::string& dir, std::string_view name) {
@@ -258,8 +191,8 @@ Status MakeDir(const std::string& path, Owner owner) {
   return MakeDirs(path, owner);
 }
 
-Result<std::vector<EntryInfo>> ListDir(const std::string& path, uint32_t depth,
-                                       OwnerNames& names, size_t max_entries) {
+Result<ListDirWalk> ListDirWalk::Start(const std::string& path, uint32_t depth,
+                                       size_t max_entries) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT || errno == ENOTDIR) {
@@ -270,9 +203,52 @@ Result<std::vector<EntryInfo>> ListDir(const std::string& path, uint32_t depth,
   if (!S_ISDIR(st.st_mode)) return Fail(Errc::kInvalidArgument, "path is not a directory: " + path);
   std::unique_ptr<char, decltype(&free)> real(realpath(path.c_str(), nullptr), &free);
   if (!real) return FailErrno("resolve " + path);
-  Walk walk{depth < 1 ? 1 : depth, max_entries, names, {}};
-  KILN_TRY(WalkDir(real.get(), path, 1, walk));
-  return std::move(walk.out);
+  DirPtr dir(opendir(real.get()));
+  if (!dir) return FailErrno("open directory " + path);
+  ListDirWalk walk(depth < 1 ? 1 : depth, max_entries);
+  walk.stack_.push_back(Frame{real.get(), path, 1, SortedNames(std::move(dir)), 0});
+  return walk;
+}
+
+Status ListDirWalk::Step(OwnerNames& names, size_t budget) {
+  while (budget > 0 && !stack_.empty()) {
+    Frame& top = stack_.back();
+    if (top.next == top.names.size()) {
+      stack_.pop_back();
+      continue;
+    }
+    const std::string& name = top.names[top.next++];
+    std::string real = JoinPath(top.real_dir, name);
+    std::string shown = JoinPath(top.shown_dir, name);
+    uint32_t level = top.level;
+    auto entry = ReadEntryInfo(real, names);
+    if (!entry) {
+      if (entry.error().code() == Errc::kNotFound) continue;  // removed meanwhile
+      return Unexpected(std::move(entry).error());
+    }
+    if (out_.size() >= max_entries_) {
+      return Fail(Errc::kResourceExhausted, "directory listing exceeds " +
+                                                std::to_string(max_entries_) +
+                                                " entries; use a smaller depth");
+    }
+    entry->path = shown;
+    bool descend = entry->type == FileType::kDirectory && !entry->symlink_target && level < depth_;
+    out_.push_back(std::move(*entry));
+    --budget;
+    if (descend) {
+      // A directory that vanished or cannot be read is listed but not entered.
+      DirPtr dir(opendir(real.c_str()));
+      if (dir) stack_.push_back(Frame{real, shown, level + 1, SortedNames(std::move(dir)), 0});
+    }
+  }
+  return Status();
+}
+
+Result<std::vector<EntryInfo>> ListDir(const std::string& path, uint32_t depth,
+                                       OwnerNames& names, size_t max_entries) {
+  KILN_ASSIGN_OR_RETURN(ListDirWalk walk, ListDirWalk::Start(path, depth, max_entries));
+  while (!walk.done()) KILN_TRY(walk.Step(names, SIZE_MAX));
+  return walk.TakeEntries();
 }
 
 Status Move(const std::string& source, const std::string& destination, Owner owner) {
@@ -289,14 +265,76 @@ Status Move(const std::string& source, const std::string& destination, Owner own
   return CopyThenRemove(source, destination);
 }
 
-Status RemoveAll(const std::string& path) {
+Result<TreeRemoval> TreeRemoval::Start(const std::string& path) {
   if (path == "/" || path.empty()) return Fail(Errc::kInvalidArgument, "refusing to remove /");
-  UniqueFd parent(open(Dirname(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!parent) {
-    if (errno == ENOENT || errno == ENOTDIR) return Status();
-    return FailErrno("open " + Dirname(path));
+  TreeRemoval r;
+  r.path_ = path;
+  r.name_ = Basename(path);
+  r.parent_ = UniqueFd(open(Dirname(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!r.parent_) {
+    if (errno != ENOENT && errno != ENOTDIR) return FailErrno("open " + Dirname(path));
+    r.done_ = true;
+    return r;
   }
-  return RemoveAt(parent.get(), Basename(path), path);
+  if (unlinkat(r.parent_.get(), r.name_.c_str(), 0) == 0 || errno == ENOENT) {
+    r.done_ = true;
+    return r;
+  }
+  int err = errno;
+  KILN_TRY(r.Descend(r.parent_.get(), r.name_, path, err));
+  r.done_ = r.stack_.empty();
+  return r;
+}
+
+// `name` in `parent_fd` could not be unlinked (`unlink_err`); when it is a directory, stacks
+// a frame that empties and then removes it.
+Status TreeRemoval::Descend(int parent_fd, const std::string& name, const std::string& shown,
+                            int unlink_err) {
+  // Linux unlink() of a directory fails with EISDIR; POSIX allows EPERM.
+  if (unlink_err != EISDIR && unlink_err != EPERM) return FailErrno("remove " + shown, unlink_err);
+  UniqueFd fd(openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) {
+    if (errno == ENOENT) return Status();
+    return FailErrno("remove " + shown, errno == ENOTDIR ? unlink_err : errno);
+  }
+  // fdopendir() takes its fd; list through a duplicate and keep `fd` for the *at() calls.
+  int list_fd = fcntl(fd.get(), F_DUPFD_CLOEXEC, 0);
+  if (list_fd < 0) return FailErrno("dup " + shown);
+  DirPtr dir(fdopendir(list_fd));
+  if (!dir) {
+    close(list_fd);
+    return FailErrno("open directory " + shown);
+  }
+  stack_.push_back(Frame{std::move(fd), name, shown, SortedNames(std::move(dir)), 0});
+  return Status();
+}
+
+Status TreeRemoval::Step(size_t budget) {
+  while (budget > 0 && !stack_.empty()) {
+    --budget;
+    Frame& top = stack_.back();
+    if (top.next < top.names.size()) {
+      const std::string child = top.names[top.next++];
+      int dir_fd = top.fd.get();
+      if (unlinkat(dir_fd, child.c_str(), 0) == 0 || errno == ENOENT) continue;
+      int err = errno;
+      KILN_TRY(Descend(dir_fd, child, JoinPath(top.shown, child), err));
+      continue;
+    }
+    int parent_fd = stack_.size() > 1 ? stack_[stack_.size() - 2].fd.get() : parent_.get();
+    if (unlinkat(parent_fd, top.name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
+      return FailErrno("remove " + top.shown);
+    }
+    stack_.pop_back();
+  }
+  done_ = stack_.empty();
+  return Status();
+}
+
+Status RemoveAll(const std::string& path) {
+  KILN_ASSIGN_OR_RETURN(TreeRemoval removal, TreeRemoval::Start(path));
+  while (!removal.done()) KILN_TRY(removal.Step(SIZE_MAX));
+  return Status();
 }
 
 Result<bool> IsNetworkFilesystem(const std::string& path) {

@@ -120,6 +120,22 @@ TEST_F(FsOpsTest, ListDirFailsBeyondEntryLimit) {
   EXPECT_EQ(r.error().code(), Errc::kResourceExhausted);
 }
 
+TEST_F(FsOpsTest, ListDirWalkInSingleStepsMatchesListDir) {
+  MakeTree();
+  auto walk = ListDirWalk::Start(dir_, 10);
+  ASSERT_TRUE(walk);
+  OwnerNames names(users_);
+  int steps = 0;
+  while (!walk->done()) {
+    ASSERT_TRUE(walk->Step(names, 1));
+    ++steps;
+  }
+  std::vector<std::string> paths;
+  for (const EntryInfo& e : walk->TakeEntries()) paths.push_back(e.path);
+  EXPECT_EQ(paths, List(dir_, 10));
+  EXPECT_GE(steps, 6);
+}
+
 TEST_F(FsOpsTest, MakeDirCreatesParents) {
   ASSERT_TRUE(MakeDir(P("x/y/z"), Me()));
   struct stat st;
@@ -215,6 +231,29 @@ TEST_F(FsOpsTest, RemoveAllIsRecursive) {
   ASSERT_TRUE(RemoveAll(P("a")));
   EXPECT_FALSE(fs::exists(P("a")));
   EXPECT_TRUE(fs::exists(P("b")));
+}
+
+TEST_F(FsOpsTest, TreeRemovalInSingleSteps) {
+  MakeTree();
+  fs::create_directories(P("a/x/y/z"));
+  auto removal = TreeRemoval::Start(P("a"));
+  ASSERT_TRUE(removal) << removal.error().message();
+  int steps = 0;
+  while (!removal->done()) {
+    ASSERT_TRUE(removal->Step(1));
+    ++steps;
+  }
+  EXPECT_FALSE(fs::exists(P("a")));
+  EXPECT_TRUE(fs::exists(P("top.txt")));
+  EXPECT_GE(steps, 5);
+}
+
+TEST_F(FsOpsTest, TreeRemovalOfAFileIsDoneAtOnce) {
+  WriteFile("f", "x");
+  auto removal = TreeRemoval::Start(P("f"));
+  ASSERT_TRUE(removal);
+  EXPECT_TRUE(removal->done());
+  EXPECT_FALSE(fs::exists(P("f")));
 }
 
 TEST_F(FsOpsTest, RemoveAllMissingIsSuccess) {
