@@ -3,7 +3,9 @@
 #include <time.h>
 
 #include <array>
+#include <cctype>
 #include <cstdio>
+#include <ctime>
 
 namespace kiln {
 namespace {
@@ -99,6 +101,34 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   unsigned char diff = 0;
   for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
   return diff == 0;
+}
+
+std::optional<int64_t> ParseRfc3339(const std::string& s) {
+  tm t{};
+  int consumed = 0;
+  if (sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &t.tm_year, &t.tm_mon, &t.tm_mday,
+             &t.tm_hour, &t.tm_min, &t.tm_sec, &consumed) != 6) {
+    return std::nullopt;
+  }
+  t.tm_year -= 1900;
+  t.tm_mon -= 1;
+  int64_t sec = timegm(&t);
+  int64_t nsec = 0;
+  size_t i = static_cast<size_t>(consumed);
+  if (i < s.size() && s[i] == '.') {
+    int64_t scale = 100000000;
+    for (++i; i < s.size() && isdigit(static_cast<unsigned char>(s[i])); ++i) {
+      nsec += (s[i] - '0') * scale;
+      scale /= 10;
+    }
+  }
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+    int hh = 0, mm = 0;
+    if (sscanf(s.c_str() + i + 1, "%2d:%2d", &hh, &mm) != 2) return std::nullopt;
+    int64_t off = hh * 3600 + mm * 60;
+    sec += s[i] == '+' ? -off : off;
+  }
+  return sec * 1000000000 + nsec;
 }
 
 }  // namespace kiln

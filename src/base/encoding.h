@@ -17,6 +17,8 @@ std::optional<std::string> Base64Decode(std::string_view text);
 
 // RFC 3339 UTC with milliseconds: 2025-01-01T00:00:00.123Z.
 std::string FormatRfc3339(int64_t unix_sec, int64_t nsec);
+// Parses an RFC 3339 timestamp ("2025-01-01T00:00:00.123Z" or with an offset) to unix ns.
+std::optional<int64_t> ParseRfc3339(const std::string& s);
 
 // Lower-case hex.
 std::string HexEncode(std::string_view bytes);

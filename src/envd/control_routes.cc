@@ -20,35 +20,6 @@ namespace {
 using nlohmann::json;
 constexpr size_t kMaxInitBody = 1024 * 1024;
 
-// Parses an RFC 3339 timestamp ("2025-01-01T00:00:00.123Z" or with an offset) to unix ns.
-std::optional<int64_t> ParseRfc3339(const std::string& s) {
-  tm t{};
-  int consumed = 0;
-  if (sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &t.tm_year, &t.tm_mon, &t.tm_mday,
-             &t.tm_hour, &t.tm_min, &t.tm_sec, &consumed) != 6) {
-    return std::nullopt;
-  }
-  t.tm_year -= 1900;
-  t.tm_mon -= 1;
-  int64_t sec = timegm(&t);
-  int64_t nsec = 0;
-  size_t i = static_cast<size_t>(consumed);
-  if (i < s.size() && s[i] == '.') {
-    int64_t scale = 100000000;
-    for (++i; i < s.size() && isdigit(static_cast<unsigned char>(s[i])); ++i) {
-      nsec += (s[i] - '0') * scale;
-      scale /= 10;
-    }
-  }
-  if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
-    int hh = 0, mm = 0;
-    if (sscanf(s.c_str() + i + 1, "%2d:%2d", &hh, &mm) != 2) return std::nullopt;
-    int64_t off = hh * 3600 + mm * 60;
-    sec += s[i] == '+' ? -off : off;
-  }
-  return sec * 1000000000 + nsec;
-}
-
 struct CpuSample {
   uint64_t total = 0;
   uint64_t idle = 0;

@@ -309,7 +309,10 @@ Task<void> Router::Dispatch(Exchange& ex) const {
 }
 
 Server::Server(net::io_context& io, const Router& router, ServerOptions options)
-    : io_(io), router_(router), options_(options), acceptor_(io) {}
+    : Server(io, [&router](Exchange& ex) { return router.Dispatch(ex); }, options) {}
+
+Server::Server(net::io_context& io, Handler handler, ServerOptions options)
+    : io_(io), handler_(std::move(handler)), options_(options), acceptor_(io) {}
 
 Status Server::Listen(const std::string& host, uint16_t port) {
   error_code ec;
@@ -442,7 +445,7 @@ Task<void> Server::Serve(tcp::socket socket) {
     } else {
       std::exception_ptr failure;
       try {
-        co_await router_.Dispatch(ex);
+        co_await handler_(ex);
       } catch (...) {
         failure = std::current_exception();
       }

@@ -135,6 +135,8 @@ struct ServerOptions {
 class Server {
  public:
   Server(net::io_context& io, const Router& router, ServerOptions options);
+  // Every request goes to `handler` (which must answer it), e.g. a proxy in front of a Router.
+  Server(net::io_context& io, Handler handler, ServerOptions options);
 
   // Binds and listens; port 0 picks a free port (see port()).
   Status Listen(const std::string& host, uint16_t port);
@@ -148,7 +150,7 @@ class Server {
   Task<void> Serve(tcp::socket socket);
 
   net::io_context& io_;
-  const Router& router_;
+  Handler handler_;
   ServerOptions options_;
   tcp::acceptor acceptor_;
 };

@@ -1,0 +1,581 @@
+#include "kilnd/orchestrator/manager.h"
+
+#include <sys/statvfs.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "base/encoding.h"
+#include "base/log.h"
+#include "http/client.h"
+#include "kilnd/orchestrator/ids.h"
+#include "kilnd/orchestrator/offload.h"
+
+namespace kiln::kilnd {
+namespace asio = boost::asio;
+using json = nlohmann::json;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr uint16_t kAgentPort = 49983;
+constexpr size_t kMaxSamples = 1800;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t HostMemAvailable() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t value = 0;
+  std::string unit;
+  while (in >> key >> value >> unit) {
+    if (key == "MemAvailable:") return value * 1024;
+  }
+  return UINT64_MAX;
+}
+
+std::string InitBody(const std::map<std::string, std::string>& env, const std::string& token,
+                     const std::string& user, const std::string& workdir) {
+  json j = json::object();
+  json e = json::object();
+  for (const auto& [k, v] : env) e[k] = v;
+  j["envVars"] = e;
+  j["accessToken"] = token;
+  j["defaultUser"] = user;
+  j["defaultWorkdir"] = workdir;
+  int64_t now = NowMs();
+  j["timestamp"] = FormatRfc3339(now / 1000, (now % 1000) * 1000000);
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace
+
+// One sandbox that is alive (running or transitioning) or paused.
+struct SandboxManager::Sandbox {
+  SandboxRow row;
+  TemplateSpec tmpl;
+  std::shared_ptr<Instance> instance;  // null when paused without memory (after a restart)
+  std::unique_ptr<asio::steady_timer> timer;
+  bool transitioning = false;  // pausing or resuming
+  std::deque<MetricSample> samples;
+  uint64_t last_cpu_ns = 0;
+  int64_t last_sample_ms = 0;
+};
+
+SandboxManager::SandboxManager(asio::io_context& io, Store& store, Runtime& runtime,
+                               TemplateResolver templates, ManagerOptions options)
+    : io_(io),
+      store_(store),
+      runtime_(runtime),
+      templates_(std::move(templates)),
+      options_(std::move(options)),
+      workers_(static_cast<size_t>(std::max(1, options_.worker_threads))),
+      sample_timer_(io) {}
+
+SandboxManager::~SandboxManager() {
+  stopping_ = true;
+  sample_timer_.cancel();
+  workers_.join();
+}
+
+int64_t SandboxManager::ClampTimeout(std::optional<int64_t> t) const {
+  int64_t v = t.value_or(options_.default_timeout_s);
+  if (v < 0) v = 0;
+  return std::min(v, options_.max_timeout_s);
+}
+
+Status SandboxManager::Persist(const Sandbox& sb) { return store_.PutSandbox(sb.row); }
+
+Status SandboxManager::Start() {
+  std::error_code ec;
+  std::filesystem::create_directories(options_.data_dir / "snapshots", ec);
+  if (ec) return Fail(Errc::kUnavailable, "create " + (options_.data_dir / "snapshots").string() + ": " + ec.message());
+  KILN_ASSIGN_OR_RETURN(std::vector<SandboxRow> rows, store_.ListSandboxes({"creating", "running", "paused"}));
+  for (SandboxRow& row : rows) {
+    if (row.state == "paused" && !row.snapshot_dir.empty() &&
+        std::filesystem::is_directory(row.snapshot_dir, ec)) {
+      auto sb = std::make_unique<Sandbox>();
+      auto tmpl = templates_(row.template_id);
+      if (tmpl) sb->tmpl = *tmpl;
+      sb->row = std::move(row);
+      sb->tmpl.name = sb->row.template_id;
+      KILN_LOG(Info, "paused sandbox kept across restart", {"sandbox", sb->row.id});
+      sandboxes_.emplace(sb->row.id, std::move(sb));
+      continue;
+    }
+    // Its processes did not survive the previous kilnd: say so in the store.
+    row.end_reason = row.state == "paused" ? "snapshot missing after kilnd restart"
+                                           : "kilnd restarted";
+    row.state = "killed";
+    row.ended_at_ms = NowMs();
+    KILN_TRY(store_.PutSandbox(row));
+    KILN_LOG(Info, "sandbox lost in restart", {"sandbox", row.id}, {"reason", row.end_reason});
+  }
+  for (const auto& t : options_.pool_templates) MaybeRefill(t);
+  asio::co_spawn(io_, SampleLoop(), asio::detached);
+  return {};
+}
+
+http::Task<void> SandboxManager::Shutdown() {
+  stopping_ = true;
+  sample_timer_.cancel();
+  std::vector<std::shared_ptr<Instance>> doomed;
+  for (auto& [tid, entries] : pool_) {
+    for (auto& e : entries) doomed.push_back(std::move(e.instance));
+  }
+  pool_.clear();
+  for (auto it = sandboxes_.begin(); it != sandboxes_.end();) {
+    Sandbox& sb = *it->second;
+    if (sb.timer) sb.timer->cancel();
+    if (sb.row.state == "paused") {
+      // The files are on disk; the frozen processes end with kilnd.
+      if (sb.instance) doomed.push_back(std::move(sb.instance));
+      ++it;
+      continue;
+    }
+    sb.row.state = "killed";
+    sb.row.end_reason = "kilnd stopped";
+    sb.row.ended_at_ms = NowMs();
+    (void)Persist(sb);
+    if (sb.instance) doomed.push_back(std::move(sb.instance));
+    it = sandboxes_.erase(it);
+  }
+  for (auto& inst : doomed) {
+    if (inst) co_await Destroy(std::move(inst));
+  }
+}
+
+http::Task<void> SandboxManager::Destroy(std::shared_ptr<Instance> instance) {
+  // The last reference may be held by a proxied connection; Kill() stops the processes now.
+  co_await Offload(workers_, [instance]() {
+    if (auto st = instance->Kill(); !st) {
+      KILN_LOG(Warn, "kill sandbox", {"sandbox", instance->id()}, {"error", st.error().message()});
+    }
+    return 0;
+  });
+}
+
+http::Task<Status> SandboxManager::WaitAgentReady(Instance& instance) {
+  auto executor = co_await asio::this_coro::executor;
+  auto deadline = std::chrono::steady_clock::now() + options_.agent_ready_timeout;
+  asio::steady_timer backoff(executor);
+  milliseconds delay(1);
+  std::string last_error;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto fd = instance.OpenSocket();
+    if (!fd) co_return Unexpected(std::move(fd).error().Wrap("agent socket"));
+    auto conn = co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1", kAgentPort,
+                                                           milliseconds(1000));
+    if (conn) {
+      http::ClientRequest req;
+      req.target = "/health";
+      auto res = co_await conn->Send(std::move(req), milliseconds(2000));
+      if (res && res->status / 100 == 2) co_return Status();
+      last_error = res ? "health answered " + std::to_string(res->status) : res.error().message();
+    } else {
+      last_error = conn.error().message();
+    }
+    // The agent is still starting (connection refused): try again shortly.
+    backoff.expires_after(delay);
+    boost::system::error_code ec;
+    co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    delay = std::min(delay * 2, milliseconds(50));
+  }
+  co_return Unexpected(Error(Errc::kTimeout, "agent did not become ready: " + last_error));
+}
+
+http::Task<Status> SandboxManager::InitAgent(Instance& instance, const Sandbox& sb,
+                                             const TemplateSpec& tmpl) {
+  std::map<std::string, std::string> env = tmpl.env;
+  for (const auto& [k, v] : sb.row.env_vars) env[k] = v;
+  std::string body = InitBody(env, sb.row.envd_token, tmpl.default_user, tmpl.workdir);
+  auto fd = instance.OpenSocket();
+  if (!fd) co_return Unexpected(std::move(fd).error().Wrap("agent socket"));
+  KILN_CO_ASSIGN_OR_RETURN(
+      auto conn, co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1",
+                                                            kAgentPort, milliseconds(2000)));
+  http::ClientRequest req;
+  req.method = http::Verb::post;
+  req.target = "/init";
+  req.body = std::move(body);
+  KILN_CO_ASSIGN_OR_RETURN(auto res, co_await conn.Send(std::move(req), milliseconds(5000)));
+  if (res.status / 100 != 2) {
+    co_return Unexpected(Error(Errc::kInternal, "agent /init answered " +
+                                                    std::to_string(res.status) + ": " + res.body));
+  }
+  co_return Status();
+}
+
+http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
+    const std::string& id, const TemplateSpec& tmpl,
+    std::optional<std::filesystem::path> files_from, bool allow_internet) {
+  InstanceSpec spec;
+  spec.id = id;
+  spec.rootfs = tmpl.rootfs;
+  spec.envd_binary = options_.envd_binary;
+  spec.files_from = std::move(files_from);
+  spec.limits = options_.limits;
+  spec.egress.internet = allow_internet;
+  Runtime* runtime = &runtime_;
+  auto created = co_await Offload(workers_, [runtime, spec]() -> Result<std::shared_ptr<Instance>> {
+    auto inst = runtime->Create(spec);
+    if (!inst) return Unexpected(std::move(inst).error());
+    return std::shared_ptr<Instance>(std::move(*inst));
+  });
+  if (!created) co_return Unexpected(std::move(created).error().Wrap("create sandbox"));
+  std::shared_ptr<Instance> instance = std::move(*created);
+  if (auto st = co_await WaitAgentReady(*instance); !st) {
+    co_await Destroy(instance);
+    co_return Unexpected(std::move(st).error());
+  }
+  co_return instance;
+}
+
+size_t SandboxManager::pool_ready(const std::string& template_id) const {
+  auto it = pool_.find(template_id);
+  return it == pool_.end() ? 0 : it->second.size();
+}
+
+void SandboxManager::MaybeRefill(const std::string& template_id) {
+  if (stopping_ || options_.pool_size <= 0) return;
+  bool pooled = false;
+  for (const auto& t : options_.pool_templates) pooled |= t == template_id;
+  if (!pooled || refilling_[template_id]) return;
+  refilling_[template_id] = true;
+  asio::co_spawn(io_, RefillPool(template_id), asio::detached);
+}
+
+http::Task<void> SandboxManager::RefillPool(std::string template_id) {
+  // One sandbox at a time, so the refill never takes more than one worker; it pauses while
+  // the host is short of memory and gives up after repeated failures (the next claim retries).
+  int failures = 0;
+  while (!stopping_ && pool_ready(template_id) < static_cast<size_t>(options_.pool_size) &&
+         failures < 3) {
+    if (HostMemAvailable() < options_.pool_min_available_bytes) {
+      KILN_LOG(Warn, "pool refill paused: host memory low", {"template", template_id});
+      break;
+    }
+    auto tmpl = templates_(template_id);
+    if (!tmpl) {
+      KILN_LOG(Warn, "pool refill: template unavailable", {"template", template_id},
+               {"error", tmpl.error().message()});
+      break;
+    }
+    std::string id = NewSandboxId();
+    auto inst = co_await StartInstance(id, *tmpl, std::nullopt, true);
+    if (!inst) {
+      ++failures;
+      KILN_LOG(Warn, "pool refill failed", {"template", template_id},
+               {"error", inst.error().message()});
+      continue;
+    }
+    if (stopping_) {
+      co_await Destroy(std::move(*inst));
+      break;
+    }
+    pool_[template_id].push_back(PoolEntry{id, std::move(*inst)});
+  }
+  refilling_[template_id] = false;
+}
+
+http::Task<Result<SandboxRow>> SandboxManager::Create(CreateParams params) {
+  if (stopping_) co_return Unexpected(Error(Errc::kUnavailable, "kilnd is shutting down"));
+  KILN_CO_ASSIGN_OR_RETURN(TemplateSpec tmpl, templates_(params.template_id));
+  auto sb = std::make_unique<Sandbox>();
+  sb->tmpl = tmpl;
+  SandboxRow& row = sb->row;
+  row.template_id = params.template_id;
+  row.state = "creating";
+  row.metadata = std::move(params.metadata);
+  row.env_vars = std::move(params.env_vars);
+  row.envd_token = NewToken();
+  row.allow_internet = params.allow_internet;
+  row.auto_pause = params.auto_pause;
+  row.cpu_count = std::max<uint32_t>(1, options_.limits.cpu_millis / 1000);
+  row.memory_mb = static_cast<uint32_t>(options_.limits.memory_bytes >> 20);
+  row.disk_mb = static_cast<uint32_t>(options_.limits.disk_bytes >> 20);
+
+  std::shared_ptr<Instance> instance;
+  auto& entries = pool_[params.template_id];
+  if (!entries.empty()) {
+    PoolEntry e = std::move(entries.front());
+    entries.pop_front();
+    row.id = e.id;
+    instance = std::move(e.instance);
+    MaybeRefill(params.template_id);
+    if (!params.allow_internet) {
+      if (auto st = instance->SetEgress(EgressPolicy{false}); !st) {
+        co_await Destroy(instance);
+        co_return Unexpected(std::move(st).error().Wrap("sandbox egress"));
+      }
+    }
+  } else {
+    MaybeRefill(params.template_id);
+    row.id = NewSandboxId();
+    auto started = co_await StartInstance(row.id, tmpl, std::nullopt, params.allow_internet);
+    if (!started) co_return Unexpected(std::move(started).error());
+    instance = std::move(*started);
+  }
+  if (auto st = co_await InitAgent(*instance, *sb, tmpl); !st) {
+    co_await Destroy(instance);
+    co_return Unexpected(std::move(st).error().Wrap("configure agent"));
+  }
+  if (stopping_) {
+    co_await Destroy(instance);
+    co_return Unexpected(Error(Errc::kUnavailable, "kilnd is shutting down"));
+  }
+  int64_t now = NowMs();
+  row.state = "running";
+  row.started_at_ms = now;
+  row.end_at_ms = now + ClampTimeout(params.timeout_s) * 1000;
+  sb->instance = std::move(instance);
+  if (auto st = Persist(*sb); !st) {
+    co_await Destroy(std::move(sb->instance));
+    co_return Unexpected(std::move(st).error().Wrap("store sandbox"));
+  }
+  Sandbox& ref = *sb;
+  sandboxes_.emplace(row.id, std::move(sb));
+  ArmTimer(ref);
+  Sample(ref);
+  KILN_LOG(Info, "sandbox created", {"sandbox", ref.row.id}, {"template", ref.row.template_id});
+  co_return ref.row;
+}
+
+void SandboxManager::ArmTimer(Sandbox& sb) {
+  if (!sb.timer) sb.timer = std::make_unique<asio::steady_timer>(io_);
+  int64_t left = sb.row.end_at_ms - NowMs();
+  sb.timer->expires_after(milliseconds(std::max<int64_t>(0, left)));
+  std::string id = sb.row.id;
+  sb.timer->async_wait([this, id](const boost::system::error_code& ec) {
+    if (ec) return;  // cancelled or re-armed
+    asio::co_spawn(io_, OnTimeout(id), asio::detached);
+  });
+}
+
+http::Task<void> SandboxManager::OnTimeout(std::string id) {
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) co_return;
+  Sandbox& sb = *it->second;
+  if (sb.row.state != "running" || sb.transitioning) co_return;
+  if (sb.row.end_at_ms > NowMs() + 5) {
+    ArmTimer(sb);  // extended meanwhile
+    co_return;
+  }
+  if (sb.row.auto_pause) {
+    auto st = co_await Pause(id);
+    if (st) co_return;
+    KILN_LOG(Warn, "auto-pause failed, killing", {"sandbox", id}, {"error", st.error().message()});
+  }
+  it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) co_return;
+  it->second->row.end_reason = "timeout";
+  (void)co_await Kill(id);
+}
+
+Result<SandboxRow> SandboxManager::Get(const std::string& id) const {
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) return Fail(Errc::kNotFound, "sandbox \"" + id + "\" not found");
+  return it->second->row;
+}
+
+std::vector<SandboxRow> SandboxManager::List() const {
+  std::vector<SandboxRow> out;
+  for (const auto& [id, sb] : sandboxes_) {
+    if (sb->row.state == "running" || sb->row.state == "paused") out.push_back(sb->row);
+  }
+  return out;
+}
+
+http::Task<Result<bool>> SandboxManager::Kill(std::string id) {
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) co_return false;
+  std::unique_ptr<Sandbox> sb = std::move(it->second);
+  sandboxes_.erase(it);
+  if (sb->timer) sb->timer->cancel();
+  if (sb->row.end_reason.empty()) sb->row.end_reason = "killed";
+  sb->row.state = "killed";
+  sb->row.ended_at_ms = NowMs();
+  std::string snapshot = sb->row.snapshot_dir;
+  sb->row.snapshot_dir.clear();
+  if (auto st = Persist(*sb); !st) {
+    KILN_LOG(Error, "store killed sandbox", {"sandbox", id}, {"error", st.error().message()});
+  }
+  if (sb->instance) co_await Destroy(std::move(sb->instance));
+  if (!snapshot.empty()) {
+    co_await Offload(workers_, [snapshot]() {
+      std::error_code ec;
+      std::filesystem::remove_all(snapshot, ec);
+      return 0;
+    });
+  }
+  KILN_LOG(Info, "sandbox killed", {"sandbox", id}, {"reason", sb->row.end_reason});
+  co_return true;
+}
+
+Status SandboxManager::SetTimeout(const std::string& id, int64_t timeout_s) {
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) return Fail(Errc::kNotFound, "sandbox \"" + id + "\" not found");
+  Sandbox& sb = *it->second;
+  sb.row.end_at_ms = NowMs() + ClampTimeout(timeout_s) * 1000;
+  KILN_TRY(Persist(sb));
+  if (sb.row.state == "running" && !sb.transitioning) ArmTimer(sb);
+  return {};
+}
+
+http::Task<Status> SandboxManager::Pause(std::string id) {
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) co_return Unexpected(Error(Errc::kNotFound, "sandbox \"" + id + "\" not found"));
+  Sandbox* sb = it->second.get();
+  if (sb->transitioning) co_return Unexpected(Error(Errc::kUnavailable, "sandbox is pausing or resuming"));
+  if (sb->row.state == "paused") co_return Unexpected(Error(Errc::kFailedPrecondition, "sandbox is already paused"));
+  sb->transitioning = true;
+  if (sb->timer) sb->timer->cancel();
+  std::shared_ptr<Instance> instance = sb->instance;
+  std::filesystem::path dest = options_.data_dir / "snapshots" / id;
+  auto st = co_await Offload(workers_, [instance, dest]() -> Status {
+    KILN_TRY(instance->Freeze());
+    std::error_code ec;
+    std::filesystem::remove_all(dest, ec);
+    if (auto s = instance->SnapshotFiles(dest); !s) {
+      (void)instance->Thaw();
+      return s;
+    }
+    return {};
+  });
+  it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) co_return Unexpected(Error(Errc::kNotFound, "sandbox was killed while pausing"));
+  sb = it->second.get();
+  sb->transitioning = false;
+  if (!st) {
+    ArmTimer(*sb);
+    co_return Unexpected(std::move(st).error().Wrap("pause"));
+  }
+  sb->row.state = "paused";
+  sb->row.snapshot_dir = dest.string();
+  KILN_CO_TRY(Persist(*sb));
+  KILN_LOG(Info, "sandbox paused", {"sandbox", id});
+  co_return Status();
+}
+
+http::Task<Result<std::pair<SandboxRow, bool>>> SandboxManager::Connect(std::string id,
+                                                                        int64_t timeout_s) {
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) co_return Unexpected(Error(Errc::kNotFound, "sandbox \"" + id + "\" not found"));
+  Sandbox* sb = it->second.get();
+  if (sb->transitioning) co_return Unexpected(Error(Errc::kUnavailable, "sandbox is pausing or resuming"));
+  int64_t want_end = NowMs() + ClampTimeout(timeout_s) * 1000;
+  if (sb->row.state == "running") {
+    if (want_end > sb->row.end_at_ms) {
+      sb->row.end_at_ms = want_end;
+      KILN_CO_TRY(Persist(*sb));
+      ArmTimer(*sb);
+    }
+    co_return std::make_pair(sb->row, false);
+  }
+  // Paused: thaw the frozen processes, or boot a new sandbox on the saved files.
+  sb->transitioning = true;
+  std::shared_ptr<Instance> instance = sb->instance;
+  Status st;
+  if (instance) {
+    st = co_await Offload(workers_, [instance]() { return instance->Thaw(); });
+  } else {
+    TemplateSpec tmpl = sb->tmpl;
+    auto resolved = templates_(sb->row.template_id);
+    if (resolved) tmpl = *resolved;
+    auto started = co_await StartInstance(id, tmpl, std::filesystem::path(sb->row.snapshot_dir),
+                                          sb->row.allow_internet);
+    if (!started) {
+      st = Unexpected(std::move(started).error());
+    } else {
+      instance = std::move(*started);
+      it = sandboxes_.find(id);
+      if (it == sandboxes_.end()) {
+        co_await Destroy(instance);
+        co_return Unexpected(Error(Errc::kNotFound, "sandbox was killed while resuming"));
+      }
+      st = co_await InitAgent(*instance, *it->second, tmpl);
+      if (!st) co_await Destroy(instance);
+    }
+  }
+  it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) co_return Unexpected(Error(Errc::kNotFound, "sandbox was killed while resuming"));
+  sb = it->second.get();
+  sb->transitioning = false;
+  if (!st) co_return Unexpected(std::move(st).error().Wrap("resume"));
+  sb->instance = std::move(instance);
+  sb->row.state = "running";
+  sb->row.end_at_ms = want_end;
+  KILN_CO_TRY(Persist(*sb));
+  ArmTimer(*sb);
+  KILN_LOG(Info, "sandbox resumed", {"sandbox", id});
+  co_return std::make_pair(sb->row, true);
+}
+
+Result<std::shared_ptr<Instance>> SandboxManager::RunningInstance(const std::string& id) const {
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end() || it->second->row.state == "paused") {
+    return Fail(Errc::kNotFound, "The sandbox was not found");
+  }
+  if (it->second->transitioning || !it->second->instance) {
+    return Fail(Errc::kUnavailable, "The sandbox is pausing or resuming");
+  }
+  return it->second->instance;
+}
+
+void SandboxManager::Sample(Sandbox& sb) {
+  if (!sb.instance || sb.row.state != "running") return;
+  auto stats = sb.instance->Stats();
+  if (!stats) return;
+  int64_t now = NowMs();
+  MetricSample m;
+  m.timestamp_ms = now;
+  m.cpu_count = sb.row.cpu_count;
+  if (sb.last_sample_ms > 0 && now > sb.last_sample_ms && stats->cpu_usage_ns >= sb.last_cpu_ns) {
+    double used_ns = static_cast<double>(stats->cpu_usage_ns - sb.last_cpu_ns);
+    double wall_ns = static_cast<double>(now - sb.last_sample_ms) * 1e6 * m.cpu_count;
+    m.cpu_used_pct = std::min(100.0, 100.0 * used_ns / wall_ns);
+  }
+  sb.last_cpu_ns = stats->cpu_usage_ns;
+  sb.last_sample_ms = now;
+  m.mem_used = stats->mem_used;
+  m.mem_total = stats->mem_total;
+  m.mem_cache = stats->mem_cache;
+  m.disk_used = stats->disk_used;
+  m.disk_total = stats->disk_total;
+  sb.samples.push_back(m);
+  while (sb.samples.size() > kMaxSamples) sb.samples.pop_front();
+}
+
+http::Task<void> SandboxManager::SampleLoop() {
+  while (!stopping_) {
+    sample_timer_.expires_after(options_.metrics_interval);
+    boost::system::error_code ec;
+    co_await sample_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || stopping_) break;
+    for (auto& [id, sb] : sandboxes_) {
+      if (!sb->transitioning) Sample(*sb);
+    }
+  }
+}
+
+Result<std::vector<MetricSample>> SandboxManager::Metrics(const std::string& id, int64_t start_s,
+                                                          int64_t end_s) const {
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end()) return Fail(Errc::kNotFound, "sandbox \"" + id + "\" not found");
+  std::vector<MetricSample> out;
+  for (const auto& m : it->second->samples) {
+    int64_t s = m.timestamp_ms / 1000;
+    if (s >= start_s && s <= end_s) out.push_back(m);
+  }
+  return out;
+}
+
+}  // namespace kiln::kilnd

@@ -1,0 +1,142 @@
+#pragma once
+
+// SandboxManager: the sandbox state machine (creating -> running -> pausing -> paused ->
+// resuming -> running; killed), timeouts, the warm pool, metrics sampling and the store.
+// Lives on kilnd's I/O thread; blocking runtime calls go to a worker pool.
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "http/server.h"
+#include "kilnd/orchestrator/store.h"
+#include "kilnd/runtime/runtime.h"
+
+namespace kiln::kilnd {
+
+// What a sandbox is made from.
+struct TemplateSpec {
+  std::string name;
+  std::filesystem::path rootfs;
+  std::string default_user = "user";
+  std::string workdir = "/home/user";
+  std::map<std::string, std::string> env;
+};
+using TemplateResolver = std::function<Result<TemplateSpec>(std::string_view name)>;
+
+struct ManagerOptions {
+  std::filesystem::path data_dir;     // snapshots/ live here
+  std::filesystem::path envd_binary;  // host path of kiln-envd
+  SandboxLimits limits;
+  // Sandboxes kept ready per template (agent up); 0 disables the pool.
+  int pool_size = 2;
+  std::vector<std::string> pool_templates = {"base"};
+  int64_t default_timeout_s = 300;
+  int64_t max_timeout_s = 24 * 3600;
+  std::chrono::milliseconds metrics_interval{2000};
+  // The pool stops refilling while the host has less memory available than this.
+  uint64_t pool_min_available_bytes = 1ull << 30;
+  // How long a new sandbox's agent may take to answer.
+  std::chrono::milliseconds agent_ready_timeout{15000};
+  int worker_threads = 2;
+};
+
+struct CreateParams {
+  std::string template_id = "base";
+  std::optional<int64_t> timeout_s;
+  std::map<std::string, std::string> metadata;
+  std::map<std::string, std::string> env_vars;
+  bool allow_internet = true;
+  bool auto_pause = false;
+};
+
+struct MetricSample {
+  int64_t timestamp_ms = 0;
+  uint32_t cpu_count = 1;
+  double cpu_used_pct = 0;
+  uint64_t mem_used = 0, mem_total = 0, mem_cache = 0;
+  uint64_t disk_used = 0, disk_total = 0;
+};
+
+class SandboxManager {
+ public:
+  SandboxManager(boost::asio::io_context& io, Store& store, Runtime& runtime,
+                 TemplateResolver templates, ManagerOptions options);
+  ~SandboxManager();
+
+  // Reconciles the store with reality after a (re)start: sandboxes that were running are
+  // recorded as killed (their processes died with the previous kilnd, or were removed by
+  // Runtime::CleanupStale); paused ones stay paused (their files are on disk). Then starts
+  // the pool and the metrics sampler.
+  Status Start();
+  // Kills running sandboxes (paused ones keep their files) and stops the background work.
+  http::Task<void> Shutdown();
+
+  http::Task<Result<SandboxRow>> Create(CreateParams params);
+  // Attach to a running sandbox (extends, never shortens, its end time) or resume a paused
+  // one. The bool says whether it was resumed.
+  http::Task<Result<std::pair<SandboxRow, bool>>> Connect(std::string id, int64_t timeout_s);
+  // Running or paused sandbox; kNotFound otherwise.
+  Result<SandboxRow> Get(const std::string& id) const;
+  std::vector<SandboxRow> List() const;
+  // false when no such sandbox is alive or paused.
+  http::Task<Result<bool>> Kill(std::string id);
+  Status SetTimeout(const std::string& id, int64_t timeout_s);
+  // kNotFound: unknown; kFailedPrecondition: already paused; kUnavailable: transitioning.
+  http::Task<Status> Pause(std::string id);
+  Result<std::vector<MetricSample>> Metrics(const std::string& id, int64_t start_s,
+                                            int64_t end_s) const;
+
+  // For the proxy: the instance of a running sandbox. kNotFound when it is unknown, killed
+  // or paused; kUnavailable while it pauses or resumes.
+  Result<std::shared_ptr<Instance>> RunningInstance(const std::string& id) const;
+
+  size_t pool_ready(const std::string& template_id) const;
+
+ private:
+  struct Sandbox;
+  struct PoolEntry {
+    std::string id;
+    std::shared_ptr<Instance> instance;
+  };
+
+  http::Task<Result<std::shared_ptr<Instance>>> StartInstance(
+      const std::string& id, const TemplateSpec& tmpl, std::optional<std::filesystem::path> files_from,
+      bool allow_internet);
+  http::Task<Status> WaitAgentReady(Instance& instance);
+  http::Task<Status> InitAgent(Instance& instance, const Sandbox& sb, const TemplateSpec& tmpl);
+  http::Task<void> RefillPool(std::string template_id);
+  void MaybeRefill(const std::string& template_id);
+  void ArmTimer(Sandbox& sb);
+  http::Task<void> OnTimeout(std::string id);
+  http::Task<void> Destroy(std::shared_ptr<Instance> instance);
+  http::Task<void> SampleLoop();
+  void Sample(Sandbox& sb);
+  Status Persist(const Sandbox& sb);
+  int64_t ClampTimeout(std::optional<int64_t> t) const;
+
+  boost::asio::io_context& io_;
+  Store& store_;
+  Runtime& runtime_;
+  TemplateResolver templates_;
+  ManagerOptions options_;
+  boost::asio::thread_pool workers_;
+  std::map<std::string, std::unique_ptr<Sandbox>> sandboxes_;  // running, paused, transitioning
+  std::map<std::string, std::deque<PoolEntry>> pool_;
+  std::map<std::string, bool> refilling_;
+  boost::asio::steady_timer sample_timer_;
+  bool stopping_ = false;
+};
+
+}  // namespace kiln::kilnd
