@@ -42,6 +42,14 @@ void AppendQuoted(std::string& out, std::string_view s) {
 }  // namespace
 
 void SetMinLevel(Level level) { g_min_level = static_cast<int>(level); }
+
+std::optional<Level> ParseLevel(std::string_view name) {
+  if (name == "debug") return Level::kDebug;
+  if (name == "info") return Level::kInfo;
+  if (name == "warn") return Level::kWarn;
+  if (name == "error") return Level::kError;
+  return std::nullopt;
+}
 void SetJson(bool json) { g_json = json; }
 bool Enabled(Level level) { return static_cast<int>(level) >= g_min_level.load(); }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -22,6 +23,8 @@ struct Field {
 
 // Process-wide sink configuration; set once in main().
 void SetMinLevel(Level level);
+// "debug", "info", "warn" or "error".
+std::optional<Level> ParseLevel(std::string_view name);
 void SetJson(bool json);
 bool Enabled(Level level);
 void Write(Level level, std::string_view msg, std::initializer_list<Field> fields);

@@ -47,12 +47,9 @@ bool ParseFlags(int argc, char** argv, Flags& f) {
     } else if (a == "--log-level") {
       const char* v = value();
       if (!v) return false;
-      std::string_view l = v;
-      if (l == "debug") f.level = kiln::log::Level::kDebug;
-      else if (l == "info") f.level = kiln::log::Level::kInfo;
-      else if (l == "warn") f.level = kiln::log::Level::kWarn;
-      else if (l == "error") f.level = kiln::log::Level::kError;
-      else return false;
+      auto level = kiln::log::ParseLevel(v);
+      if (!level) return false;
+      f.level = *level;
     } else if (a == "--json-log") {
       f.json_log = true;
     } else if (a == "--version") {

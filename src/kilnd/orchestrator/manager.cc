@@ -22,7 +22,6 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr uint16_t kAgentPort = 49983;
 constexpr size_t kMaxSamples = 1800;
 
 int64_t NowMs() {
@@ -155,12 +154,13 @@ http::Task<void> SandboxManager::Shutdown() {
 
 http::Task<void> SandboxManager::Destroy(std::shared_ptr<Instance> instance) {
   // The last reference may be held by a proxied connection; Kill() stops the processes now.
-  co_await Offload(workers_, [instance]() {
+  auto kill = [instance]() {
     if (auto st = instance->Kill(); !st) {
       KILN_LOG(Warn, "kill sandbox", {"sandbox", instance->id()}, {"error", st.error().message()});
     }
     return 0;
-  });
+  };
+  co_await Offload(workers_, std::move(kill));
 }
 
 http::Task<Status> SandboxManager::WaitAgentReady(Instance& instance) {
@@ -172,7 +172,7 @@ http::Task<Status> SandboxManager::WaitAgentReady(Instance& instance) {
   while (std::chrono::steady_clock::now() < deadline) {
     auto fd = instance.OpenSocket();
     if (!fd) co_return Unexpected(std::move(fd).error().Wrap("agent socket"));
-    auto conn = co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1", kAgentPort,
+    auto conn = co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1", options_.agent_port,
                                                            milliseconds(1000));
     if (conn) {
       http::ClientRequest req;
@@ -201,7 +201,7 @@ http::Task<Status> SandboxManager::InitAgent(Instance& instance, const Sandbox& 
   if (!fd) co_return Unexpected(std::move(fd).error().Wrap("agent socket"));
   KILN_CO_ASSIGN_OR_RETURN(
       auto conn, co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1",
-                                                            kAgentPort, milliseconds(2000)));
+                                                            options_.agent_port, milliseconds(2000)));
   http::ClientRequest req;
   req.method = http::Verb::post;
   req.target = "/init";
@@ -225,11 +225,12 @@ http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
   spec.limits = options_.limits;
   spec.egress.internet = allow_internet;
   Runtime* runtime = &runtime_;
-  auto created = co_await Offload(workers_, [runtime, spec]() -> Result<std::shared_ptr<Instance>> {
+  auto create = [runtime, spec]() -> Result<std::shared_ptr<Instance>> {
     auto inst = runtime->Create(spec);
     if (!inst) return Unexpected(std::move(inst).error());
     return std::shared_ptr<Instance>(std::move(*inst));
-  });
+  };
+  auto created = co_await Offload(workers_, std::move(create));
   if (!created) co_return Unexpected(std::move(created).error().Wrap("create sandbox"));
   std::shared_ptr<Instance> instance = std::move(*created);
   if (auto st = co_await WaitAgentReady(*instance); !st) {
@@ -410,11 +411,12 @@ http::Task<Result<bool>> SandboxManager::Kill(std::string id) {
   }
   if (sb->instance) co_await Destroy(std::move(sb->instance));
   if (!snapshot.empty()) {
-    co_await Offload(workers_, [snapshot]() {
+    auto remove = [snapshot]() {
       std::error_code ec;
       std::filesystem::remove_all(snapshot, ec);
       return 0;
-    });
+    };
+    co_await Offload(workers_, std::move(remove));
   }
   KILN_LOG(Info, "sandbox killed", {"sandbox", id}, {"reason", sb->row.end_reason});
   co_return true;
@@ -440,7 +442,7 @@ http::Task<Status> SandboxManager::Pause(std::string id) {
   if (sb->timer) sb->timer->cancel();
   std::shared_ptr<Instance> instance = sb->instance;
   std::filesystem::path dest = options_.data_dir / "snapshots" / id;
-  auto st = co_await Offload(workers_, [instance, dest]() -> Status {
+  auto pause = [instance, dest]() -> Status {
     KILN_TRY(instance->Freeze());
     std::error_code ec;
     std::filesystem::remove_all(dest, ec);
@@ -449,7 +451,8 @@ http::Task<Status> SandboxManager::Pause(std::string id) {
       return s;
     }
     return {};
-  });
+  };
+  auto st = co_await Offload(workers_, std::move(pause));
   it = sandboxes_.find(id);
   if (it == sandboxes_.end()) co_return Unexpected(Error(Errc::kNotFound, "sandbox was killed while pausing"));
   sb = it->second.get();
@@ -485,7 +488,8 @@ http::Task<Result<std::pair<SandboxRow, bool>>> SandboxManager::Connect(std::str
   std::shared_ptr<Instance> instance = sb->instance;
   Status st;
   if (instance) {
-    st = co_await Offload(workers_, [instance]() { return instance->Thaw(); });
+    auto thaw = [instance]() { return instance->Thaw(); };
+    st = co_await Offload(workers_, std::move(thaw));
   } else {
     TemplateSpec tmpl = sb->tmpl;
     auto resolved = templates_(sb->row.template_id);

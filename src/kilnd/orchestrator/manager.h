@@ -50,6 +50,8 @@ struct ManagerOptions {
   // How long a new sandbox's agent may take to answer.
   std::chrono::milliseconds agent_ready_timeout{15000};
   int worker_threads = 2;
+  // Port of kiln-envd inside every sandbox (tests point it elsewhere).
+  uint16_t agent_port = 49983;
 };
 
 struct CreateParams {

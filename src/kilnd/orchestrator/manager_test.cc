@@ -1,0 +1,391 @@
+#include "kilnd/orchestrator/manager.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_future.hpp>
+#include <filesystem>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "http/server.h"
+
+namespace kiln::kilnd {
+namespace {
+
+namespace asio = boost::asio;
+using json = nlohmann::json;
+
+// What the fake runtime saw; shared between the instances and the test.
+struct Journal {
+  std::mutex mu;
+  std::vector<std::string> created, killed, frozen, thawed;
+  std::vector<std::optional<std::filesystem::path>> files_from;
+  std::vector<bool> egress;
+};
+
+class FakeInstance : public Instance {
+ public:
+  FakeInstance(std::string id, std::shared_ptr<Journal> j) : id_(std::move(id)), j_(std::move(j)) {}
+  ~FakeInstance() override { (void)Kill(); }
+  const std::string& id() const override { return id_; }
+  pid_t init_pid() const override { return 1; }
+  Result<UniqueFd> OpenSocket() override {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return FailErrno("socket");
+    return UniqueFd(fd);
+  }
+  Status Freeze() override {
+    std::lock_guard l(j_->mu);
+    j_->frozen.push_back(id_);
+    return {};
+  }
+  Status Thaw() override {
+    std::lock_guard l(j_->mu);
+    j_->thawed.push_back(id_);
+    return {};
+  }
+  Status SetEgress(const EgressPolicy& p) override {
+    std::lock_guard l(j_->mu);
+    j_->egress.push_back(p.internet);
+    return {};
+  }
+  Status SnapshotFiles(const std::filesystem::path& dest) override {
+    std::filesystem::create_directories(dest);
+    return {};
+  }
+  Result<InstanceStats> Stats() override {
+    InstanceStats s;
+    s.mem_used = 1 << 20;
+    s.mem_total = 512 << 20;
+    s.disk_total = 1 << 30;
+    return s;
+  }
+  Status Kill() override {
+    if (killed_.exchange(true)) return {};
+    std::lock_guard l(j_->mu);
+    j_->killed.push_back(id_);
+    return {};
+  }
+
+ private:
+  std::string id_;
+  std::shared_ptr<Journal> j_;
+  std::atomic<bool> killed_{false};
+};
+
+class FakeRuntime : public Runtime {
+ public:
+  explicit FakeRuntime(std::shared_ptr<Journal> j) : j_(std::move(j)) {}
+  std::string_view name() const override { return "fake"; }
+  Result<std::unique_ptr<Instance>> Create(const InstanceSpec& spec) override {
+    std::lock_guard l(j_->mu);
+    j_->created.push_back(spec.id);
+    j_->files_from.push_back(spec.files_from);
+    return std::make_unique<FakeInstance>(spec.id, j_);
+  }
+  Status CleanupStale() override { return {}; }
+
+ private:
+  std::shared_ptr<Journal> j_;
+};
+
+// The manager on its own io_context thread, with a fake agent (/health, /init) on loopback.
+class ManagerTest : public ::testing::Test {
+ protected:
+  // Runs a coroutine on the manager's thread and waits for its result.
+  template <typename F>
+  auto Run(F f) {
+    return asio::co_spawn(io_, f(), asio::use_future).get();
+  }
+  template <typename F>
+  auto Call(F f) {
+    return Run([&]() -> http::Task<decltype(f())> { co_return f(); });
+  }
+
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kiln-manager-test-" + std::to_string(getpid()) + "-" + std::to_string(counter_++));
+    std::filesystem::create_directories(dir_);
+    journal_ = std::make_shared<Journal>();
+    runtime_ = std::make_unique<FakeRuntime>(journal_);
+    agent_router_.Add(http::Verb::get, "/health", [](http::Exchange& ex) -> http::Task<void> {
+      co_await ex.Respond(http::Response::Empty(204));
+    });
+    agent_router_.Add(http::Verb::post, "/init", [this](http::Exchange& ex) -> http::Task<void> {
+      auto body = co_await ex.ReadBody(1 << 20);
+      {
+        std::lock_guard l(init_mu_);
+        inits_.push_back(body ? *body : "");
+      }
+      co_await ex.Respond(http::Response::Empty(204));
+    });
+    agent_ = std::make_unique<http::Server>(io_, agent_router_, http::ServerOptions{});
+    ASSERT_TRUE(agent_->Listen("127.0.0.1", 0));
+    agent_->Start();
+  }
+
+  void StartManager(int pool_size, std::chrono::milliseconds metrics = std::chrono::milliseconds(50)) {
+    auto store = Store::Open(dir_ / "kiln.db");
+    ASSERT_TRUE(store) << store.error().message();
+    store_ = std::move(*store);
+    ManagerOptions o;
+    o.data_dir = dir_;
+    o.envd_binary = "/bin/true";
+    o.pool_size = pool_size;
+    o.agent_port = agent_->port();
+    o.metrics_interval = metrics;
+    o.pool_min_available_bytes = 0;
+    TemplateResolver resolve = [](std::string_view name) -> Result<TemplateSpec> {
+      if (name != "base") return Fail(Errc::kNotFound, "no template");
+      TemplateSpec t;
+      t.name = "base";
+      t.rootfs = "/nonexistent";
+      return t;
+    };
+    manager_ = std::make_unique<SandboxManager>(io_, *store_, *runtime_, resolve, o);
+    ASSERT_TRUE(manager_->Start());
+    thread_ = std::thread([this] {
+      auto guard = asio::make_work_guard(io_);
+      io_.run();
+    });
+  }
+
+  void TearDown() override {
+    if (thread_.joinable()) {
+      Run([this]() -> http::Task<int> {
+        co_await manager_->Shutdown();
+        co_return 0;
+      });
+      io_.stop();
+      thread_.join();
+    }
+    manager_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  size_t Created() {
+    std::lock_guard l(journal_->mu);
+    return journal_->created.size();
+  }
+
+  bool WaitUntil(const std::function<bool()>& cond, std::chrono::milliseconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (Call([&] { return cond(); })) return true;
+      std::this_thread::yield();
+    }
+    return false;
+  }
+
+  static inline int counter_ = 0;
+  std::filesystem::path dir_;
+  std::shared_ptr<Journal> journal_;
+  std::unique_ptr<FakeRuntime> runtime_;
+  asio::io_context io_;
+  http::Router agent_router_;
+  std::unique_ptr<http::Server> agent_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<SandboxManager> manager_;
+  std::thread thread_;
+  std::mutex init_mu_;
+  std::vector<std::string> inits_;
+};
+
+TEST_F(ManagerTest, CreateClaimsFromThePoolAndConfiguresTheAgent) {
+  StartManager(2);
+  ASSERT_TRUE(WaitUntil([&] { return manager_->pool_ready("base") == 2; }, std::chrono::seconds(10)));
+  CreateParams p;
+  p.env_vars = {{"A", "1"}};
+  p.metadata = {{"k", "v"}};
+  p.timeout_s = 60;
+  auto row = Run([&]() { return manager_->Create(p); });
+  ASSERT_TRUE(row) << row.error().message();
+  EXPECT_EQ(row->state, "running");
+  EXPECT_EQ(row->metadata.at("k"), "v");
+  EXPECT_NEAR(static_cast<double>(row->end_at_ms - row->started_at_ms), 60000.0, 50.0);
+  {
+    std::lock_guard l(init_mu_);
+    ASSERT_EQ(inits_.size(), 1u);
+    json init = json::parse(inits_[0]);
+    EXPECT_EQ(init["envVars"]["A"], "1");
+    EXPECT_EQ(init["accessToken"], row->envd_token);
+    EXPECT_EQ(init["defaultUser"], "user");
+    EXPECT_EQ(init["defaultWorkdir"], "/home/user");
+  }
+  {
+    std::lock_guard l(journal_->mu);
+    // The claimed sandbox was one of the pool's, not a new one.
+    EXPECT_NE(std::find(journal_->created.begin(), journal_->created.end(), row->id),
+              journal_->created.end());
+  }
+  // The pool refills behind the claim.
+  EXPECT_TRUE(WaitUntil([&] { return manager_->pool_ready("base") == 2; }, std::chrono::seconds(10)));
+  EXPECT_EQ(Created(), 3u);
+  auto stored = Call([&] { return store_->GetSandbox(row->id); });
+  ASSERT_TRUE(stored && *stored);
+  EXPECT_EQ((*stored)->state, "running");
+}
+
+TEST_F(ManagerTest, ColdCreateWithoutPoolAndUnknownTemplate) {
+  StartManager(0);
+  auto row = Run([&]() { return manager_->Create(CreateParams{}); });
+  ASSERT_TRUE(row) << row.error().message();
+  EXPECT_EQ(Created(), 1u);
+  CreateParams bad;
+  bad.template_id = "nope";
+  auto err = Run([&]() { return manager_->Create(bad); });
+  ASSERT_FALSE(err);
+  EXPECT_EQ(err.error().code(), Errc::kNotFound);
+}
+
+TEST_F(ManagerTest, NoInternetSetsEgressOnAPooledSandbox) {
+  StartManager(1);
+  ASSERT_TRUE(WaitUntil([&] { return manager_->pool_ready("base") == 1; }, std::chrono::seconds(10)));
+  CreateParams p;
+  p.allow_internet = false;
+  auto row = Run([&]() { return manager_->Create(p); });
+  ASSERT_TRUE(row);
+  EXPECT_FALSE(row->allow_internet);
+  std::lock_guard l(journal_->mu);
+  ASSERT_EQ(journal_->egress.size(), 1u);
+  EXPECT_FALSE(journal_->egress[0]);
+}
+
+TEST_F(ManagerTest, TimeoutKillsAndStoreRecordsWhy) {
+  StartManager(0);
+  CreateParams p;
+  p.timeout_s = 0;
+  auto row = Run([&]() { return manager_->Create(p); });
+  ASSERT_TRUE(row);
+  ASSERT_TRUE(WaitUntil([&] { return !manager_->Get(row->id); }, std::chrono::seconds(2)));
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        std::lock_guard l(journal_->mu);
+        return journal_->killed.size() == 1;
+      },
+      std::chrono::seconds(2)));
+  auto stored = Call([&] { return store_->GetSandbox(row->id); });
+  ASSERT_TRUE(stored && *stored);
+  EXPECT_EQ((*stored)->state, "killed");
+  EXPECT_EQ((*stored)->end_reason, "timeout");
+  EXPECT_FALSE(Call([&] { return manager_->RunningInstance(row->id); }));
+}
+
+TEST_F(ManagerTest, SetTimeoutAndConnectNeverShortens) {
+  StartManager(0);
+  CreateParams p;
+  p.timeout_s = 100;
+  auto row = Run([&]() { return manager_->Create(p); });
+  ASSERT_TRUE(row);
+  auto connected = Run([&]() { return manager_->Connect(row->id, 10); });
+  ASSERT_TRUE(connected);
+  EXPECT_FALSE(connected->second);
+  EXPECT_EQ(connected->first.end_at_ms, row->end_at_ms);
+  auto longer = Run([&]() { return manager_->Connect(row->id, 1000); });
+  ASSERT_TRUE(longer);
+  EXPECT_GT(longer->first.end_at_ms, row->end_at_ms);
+  ASSERT_TRUE(Call([&] { return manager_->SetTimeout(row->id, 5); }));
+  auto now = Call([&] { return manager_->Get(row->id); });
+  ASSERT_TRUE(now);
+  EXPECT_LT(now->end_at_ms, row->end_at_ms);
+  EXPECT_EQ(Call([&] { return manager_->SetTimeout("inope", 5); }).error().code(), Errc::kNotFound);
+}
+
+TEST_F(ManagerTest, PauseFreezesAndConnectThaws) {
+  StartManager(0);
+  auto row = Run([&]() { return manager_->Create(CreateParams{}); });
+  ASSERT_TRUE(row);
+  ASSERT_TRUE(Run([&]() { return manager_->Pause(row->id); }));
+  auto again = Run([&]() { return manager_->Pause(row->id); });
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code(), Errc::kFailedPrecondition);
+  EXPECT_EQ(Call([&] { return manager_->Get(row->id); })->state, "paused");
+  EXPECT_EQ(Call([&] { return manager_->RunningInstance(row->id); }).error().code(), Errc::kNotFound);
+  auto resumed = Run([&]() { return manager_->Connect(row->id, 60); });
+  ASSERT_TRUE(resumed);
+  EXPECT_TRUE(resumed->second);
+  EXPECT_EQ(resumed->first.state, "running");
+  std::lock_guard l(journal_->mu);
+  EXPECT_EQ(journal_->frozen, std::vector<std::string>{row->id});
+  EXPECT_EQ(journal_->thawed, std::vector<std::string>{row->id});
+  EXPECT_EQ(journal_->created.size(), 1u);  // thawed, not re-created
+}
+
+TEST_F(ManagerTest, KillUnknownIsFalseAndKillRemoves) {
+  StartManager(0);
+  auto row = Run([&]() { return manager_->Create(CreateParams{}); });
+  ASSERT_TRUE(row);
+  auto k = Run([&]() { return manager_->Kill(row->id); });
+  ASSERT_TRUE(k);
+  EXPECT_TRUE(*k);
+  auto k2 = Run([&]() { return manager_->Kill(row->id); });
+  ASSERT_TRUE(k2);
+  EXPECT_FALSE(*k2);
+  EXPECT_TRUE(Call([&] { return manager_->List(); }).empty());
+}
+
+TEST_F(ManagerTest, MetricsAreSampled) {
+  StartManager(0, std::chrono::milliseconds(20));
+  auto row = Run([&]() { return manager_->Create(CreateParams{}); });
+  ASSERT_TRUE(row);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto m = manager_->Metrics(row->id, 0, INT64_MAX / 2);
+        return m && m->size() >= 3;
+      },
+      std::chrono::seconds(5)));
+  auto m = Call([&] { return manager_->Metrics(row->id, 0, INT64_MAX / 2); });
+  EXPECT_EQ(m->back().mem_total, 512u << 20);
+  auto none = Call([&] { return manager_->Metrics(row->id, 0, 10); });
+  EXPECT_TRUE(none->empty());
+}
+
+TEST(ManagerRestartTest, RunningBecomeKilledPausedSurvive) {
+  auto dir = std::filesystem::temp_directory_path() / ("kiln-restart-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir / "snapshots" / "ipaused");
+  {
+    auto store = Store::Open(dir / "kiln.db");
+    ASSERT_TRUE(store);
+    SandboxRow running;
+    running.id = "irunning";
+    running.template_id = "base";
+    running.state = "running";
+    ASSERT_TRUE((*store)->PutSandbox(running));
+    SandboxRow paused = running;
+    paused.id = "ipaused";
+    paused.state = "paused";
+    paused.snapshot_dir = (dir / "snapshots" / "ipaused").string();
+    ASSERT_TRUE((*store)->PutSandbox(paused));
+  }
+  auto store = Store::Open(dir / "kiln.db");
+  ASSERT_TRUE(store);
+  auto journal = std::make_shared<Journal>();
+  FakeRuntime runtime(journal);
+  asio::io_context io;
+  ManagerOptions o;
+  o.data_dir = dir;
+  o.pool_size = 0;
+  SandboxManager m(io, **store, runtime,
+                   [](std::string_view) -> Result<TemplateSpec> { return TemplateSpec{}; }, o);
+  ASSERT_TRUE(m.Start());
+  EXPECT_FALSE(m.Get("irunning"));
+  auto p = m.Get("ipaused");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->state, "paused");
+  auto r = (*store)->GetSandbox("irunning");
+  ASSERT_TRUE(r && *r);
+  EXPECT_EQ((*r)->state, "killed");
+  EXPECT_EQ((*r)->end_reason, "kilnd restarted");
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace kiln::kilnd

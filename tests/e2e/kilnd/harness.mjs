@@ -1,0 +1,128 @@
+// Starts and stops kilnd for the e2e tests. Each test file gets its own kilnd (own data dir,
+// instance name, sandbox subnet and a free port), so files run in parallel without sharing
+// state. The SDK is pointed at it exactly as a user would: E2B_API_URL and E2B_SANDBOX_URL.
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+
+export const KILND = process.env.KILN_KILND
+export const TEMPLATE_DIR = process.env.KILN_TEMPLATE_DIR ?? '/var/cache/kiln/templates'
+if (!KILND) throw new Error('KILN_KILND (path of the kilnd binary) is not set; use tests/e2e/run-kilnd.sh')
+
+// Per-test timeout for node:test; a missing feature must fail, never hang the run.
+export const T = { timeout: 60_000 }
+
+let counter = 0
+
+// Distinct /16 per kilnd of this process: 10.(100 + n).0.0/16 with n from the pid and a counter.
+function subnetFor(slot) {
+  return `10.${100 + (slot % 120)}.0.0/16`
+}
+
+export class Kilnd {
+  constructor({ dataDir, name, subnet, args = [] }) {
+    this.dataDir = dataDir
+    this.name = name
+    this.subnet = subnet
+    this.args = args
+    this.proc = null
+    this.url = null
+    this.apiKey = null
+    this.output = []
+  }
+
+  // Starts kilnd and resolves once it prints its ready line. The first start in a data dir prints
+  // the initial API key; later starts reuse it.
+  async start() {
+    const args = [
+      '--listen', '127.0.0.1:0', '--data-dir', this.dataDir, '--template-dir', TEMPLATE_DIR,
+      '--name', this.name, '--subnet', this.subnet, ...this.args,
+    ]
+    const proc = spawn(KILND, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    this.proc = proc
+    const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })))
+    this.exited = exited
+    proc.stderr.setEncoding('utf8')
+    proc.stderr.on('data', (d) => {
+      this.output.push(d)
+      if (process.env.KILN_E2E_VERBOSE) process.stderr.write(d)
+    })
+    const lines = createInterface({ input: proc.stdout })
+    const ready = new Promise((resolve, reject) => {
+      lines.on('line', (line) => {
+        this.output.push(line + '\n')
+        const key = line.match(/E2B_API_KEY=(e2b_[0-9a-f]+)/)
+        if (key) this.apiKey = key[1]
+        const m = line.match(/^kilnd: ready on (http:\/\/[0-9.]+:\d+)/)
+        if (m) resolve(m[1])
+      })
+      exited.then(({ code, signal }) =>
+        reject(new Error(`kilnd exited (${code ?? signal}) before it was ready:\n${this.output.join('')}`)))
+    })
+    this.url = await ready
+    return this
+  }
+
+  // The environment the SDK reads.
+  env() {
+    return { apiKey: this.apiKey, apiUrl: this.url, sandboxUrl: this.url }
+  }
+
+  async stop(signal = 'SIGTERM') {
+    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return
+    this.proc.kill(signal)
+    await this.exited
+  }
+
+  cleanup() {
+    rmSync(this.dataDir, { recursive: true, force: true })
+  }
+}
+
+// A fresh kilnd in a fresh data dir; `args` are extra flags.
+export async function startKilnd(args = []) {
+  const n = (process.pid * 7 + counter++) % 1000
+  const dataDir = mkdtempSync(join(tmpdir(), 'kilnd-e2e-'))
+  const k = new Kilnd({ dataDir, name: `ke${n}`, subnet: subnetFor(n), args })
+  await k.start()
+  if (!k.apiKey) throw new Error('kilnd did not print an API key on its first start')
+  return k
+}
+
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+// Polls fn() until it returns a truthy value or the deadline passes (then throws).
+export async function waitFor(fn, { timeoutMs = 10_000, intervalMs = 50, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs
+  let last
+  for (;;) {
+    last = await fn()
+    if (last) return last
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`)
+    }
+    await sleep(intervalMs)
+  }
+}
+
+// Host-side leftovers of a kilnd instance: processes in its cgroups, veths, nft table, mounts.
+export function hostLeftovers(name) {
+  const out = {}
+  const ifaces = readFileSync('/proc/net/dev', 'utf8').split('\n').map((l) => l.split(':')[0].trim())
+  out.veths = ifaces.filter((i) => i.startsWith(`${name}-`))
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+  out.mounts = mounts.filter((m) => m.includes(`kiln-${name}`) || m.includes(`/${name}/`))
+  out.cgroups = []
+  for (const dir of [`/sys/fs/cgroup/unified/kiln-${name}`, `/sys/fs/cgroup/memory/kiln-${name}`,
+                     `/sys/fs/cgroup/pids/kiln-${name}`, `/sys/fs/cgroup/kiln-${name}`]) {
+    if (existsSync(dir)) {
+      const procs = existsSync(join(dir, 'cgroup.procs')) ? readFileSync(join(dir, 'cgroup.procs'), 'utf8').trim() : ''
+      out.cgroups.push({ dir, procs })
+    }
+  }
+  return out
+}

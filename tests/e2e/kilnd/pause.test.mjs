@@ -1,0 +1,80 @@
+// Pause and resume through the SDK, and what survives a kilnd that is killed with SIGKILL.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { Sandbox } from 'e2b'
+import { startKilnd, waitFor, hostLeftovers, T } from './harness.mjs'
+
+let kilnd
+let opts
+
+before(async () => {
+  kilnd = await startKilnd(['--pool-size', '1'])
+  opts = kilnd.env()
+})
+
+after(async () => {
+  await kilnd?.stop()
+  kilnd?.cleanup()
+})
+
+test('pause and resume keep files, env vars and processes', T, async () => {
+  const sbx = await Sandbox.create('base', { ...opts, envs: { KEPT: 'across-pause' } })
+  try {
+    await sbx.files.write('/home/user/state.txt', 'before pause')
+    await sbx.commands.run('rm /etc/hostname; mkdir -p /home/user/d && echo x > /home/user/d/f', { user: 'root' })
+    const bg = await sbx.commands.run('sleep 600', { background: true, timeoutMs: 0 })
+    assert.equal(await sbx.pause(), true)
+    assert.equal(await sbx.isRunning(), false)
+    assert.equal((await sbx.getInfo()).state, 'paused')
+    const listed = await Sandbox.list({ ...opts, query: { state: ['paused'] } }).nextItems()
+    assert.ok(listed.some((s) => s.sandboxId === sbx.sandboxId && s.state === 'paused'))
+    // Pausing again is a no-op that says so.
+    assert.equal(await Sandbox.pause(sbx.sandboxId, opts), false)
+
+    const resumed = await Sandbox.connect(sbx.sandboxId, opts)
+    assert.equal(await resumed.isRunning(), true)
+    assert.equal((await resumed.getInfo()).state, 'running')
+    assert.equal(await resumed.files.read('/home/user/state.txt'), 'before pause')
+    assert.equal((await resumed.commands.run('echo $KEPT')).stdout, 'across-pause\n')
+    const procs = await resumed.commands.list()
+    assert.ok(procs.some((p) => p.pid === bg.pid), 'the background process survived the pause')
+    assert.equal((await resumed.commands.run('test -e /etc/hostname; echo $?')).stdout, '1\n')
+  } finally {
+    await Sandbox.kill(sbx.sandboxId, opts)
+  }
+})
+
+test('kilnd killed with SIGKILL: nothing left behind, paused sandboxes survive with their files', { timeout: 120_000 }, async () => {
+  const keep = await Sandbox.create('base', { ...opts, envs: { KEPT: 'across-restart' } })
+  await keep.files.write('/home/user/survivor.txt', 'still here')
+  assert.equal(await keep.pause(), true)
+  const lost = await Sandbox.create('base', opts)
+  await lost.commands.run('sleep 600', { background: true, timeoutMs: 0 })
+
+  await kilnd.stop('SIGKILL')
+  // The sandboxes' processes were children of kilnd's sandboxes; the next start must clean them.
+  await kilnd.start()
+
+  const left = hostLeftovers(kilnd.name)
+  // After a restart only the new pool sandbox may exist.
+  assert.equal(await Sandbox.kill(lost.sandboxId, opts), false, 'a running sandbox cannot survive kilnd')
+  const info = await Sandbox.getInfo(keep.sandboxId, opts)
+  assert.equal(info.state, 'paused')
+  const resumed = await Sandbox.connect(keep.sandboxId, opts)
+  assert.equal(await resumed.files.read('/home/user/survivor.txt'), 'still here')
+  assert.equal((await resumed.commands.run('echo $KEPT')).stdout, 'across-restart\n')
+  await resumed.kill()
+  assert.ok(left.mounts.length === 0, `mounts left: ${JSON.stringify(left.mounts)}`)
+})
+
+test('SIGTERM stops kilnd cleanly: no sandbox processes, veths or cgroups remain', { timeout: 120_000 }, async () => {
+  const sbx = await Sandbox.create('base', opts)
+  await sbx.commands.run('sleep 600', { background: true, timeoutMs: 0 })
+  await kilnd.stop('SIGTERM')
+  const left = hostLeftovers(kilnd.name)
+  assert.deepEqual(left.veths, [])
+  assert.deepEqual(left.mounts, [])
+  for (const c of left.cgroups) assert.equal(c.procs, '', `processes left in ${c.dir}`)
+  await kilnd.start()
+  assert.equal(await Sandbox.kill(sbx.sandboxId, opts), false)
+})
