@@ -256,9 +256,14 @@ Result<std::unique_ptr<SandboxLink>> HostNetwork::Attach(int netns_fd, bool inte
                     .QueueAddress(*eth0, sandbox_addr, 30)
                     .QueueLinkUp(*eth0)
                     .QueueRoute(Ipv4Cidr{Ipv4{0}, 0}, host_addr)
+                    .QueueSyncLinkState(*eth0)
                     .Commit();
       !ok) {
     return std::unexpected(std::move(ok).error().Wrap("sandbox side"));
+  }
+  // The host end's carrier came on with eth0 just now.
+  if (auto ok = host.QueueSyncLinkState(veth.index).Commit(); !ok) {
+    return std::unexpected(std::move(ok).error().Wrap("host side " + veth.name));
   }
   done = true;
   return link;

@@ -200,6 +200,17 @@ RtNetlink& RtNetlink::QueueDeleteLink(int ifindex) {
   return *this;
 }
 
+RtNetlink& RtNetlink::QueueSyncLinkState(int ifindex) {
+  nlmsghdr* nlh = Begin(RTM_GETLINK, 0, "query link " + std::to_string(ifindex));
+  if (nlh == nullptr) return *this;
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  ifm->ifi_index = ifindex;
+  mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+  End(nlh);
+  return *this;
+}
+
 Status RtNetlink::Receive(std::vector<char>& buf, size_t& len, std::string_view what) {
   for (;;) {
     ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
