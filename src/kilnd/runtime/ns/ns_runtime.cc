@@ -1,0 +1,423 @@
+#include "kilnd/runtime/ns/ns_runtime.h"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <system_error>
+#include <vector>
+
+#include "base/log.h"
+#include "base/scope_exit.h"
+#include "kilnd/runtime/ns/linux_api.h"
+#include "kilnd/runtime/ns/ns_instance.h"
+#include "kilnd/runtime/ns/sandbox_child.h"
+#include "kilnd/runtime/ns/tree_copy.h"
+
+namespace kiln::kilnd::ns {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Docker's default capability set: what root inside a sandbox keeps (within its namespaces).
+constexpr int kKeptCaps[] = {CAP_CHOWN,       CAP_DAC_OVERRIDE, CAP_FSETID,     CAP_FOWNER,
+                             CAP_MKNOD,       CAP_NET_RAW,      CAP_SETGID,     CAP_SETUID,
+                             CAP_SETFCAP,     CAP_SETPCAP,      CAP_NET_BIND_SERVICE,
+                             CAP_SYS_CHROOT,  CAP_KILL,         CAP_AUDIT_WRITE};
+
+constexpr const char* kEnvdTarget = ".kiln/envd";
+constexpr const char* kEnvdPath = "/.kiln/envd";
+
+uint64_t KeptCapMask() {
+  uint64_t mask = 0;
+  for (int cap : kKeptCaps) mask |= uint64_t{1} << cap;
+  return mask;
+}
+
+int ReadCapLast() {
+  std::ifstream in("/proc/sys/kernel/cap_last_cap");
+  int last = CAP_LAST_CAP;
+  if (in >> last && last > 0 && last < 64) return last;
+  return CAP_LAST_CAP;
+}
+
+Status CheckId(const std::string& id) {
+  bool ok = !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+  });
+  if (!ok) return Fail(Errc::kInvalidArgument, "invalid sandbox id \"" + log::Sanitize(id) + "\"");
+  return {};
+}
+
+Status CheckHostname(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 63 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.';
+  });
+  if (!ok) return Fail(Errc::kInvalidArgument, "invalid hostname \"" + log::Sanitize(name) + "\"");
+  return {};
+}
+
+Status WriteProcFile(const std::string& path, const std::string& value) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return FailErrno("open " + path);
+  if (write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+    return FailErrno("write " + path);
+  }
+  return {};
+}
+
+// The writable layer: a tmpfs of `size` bytes made with the new mount API, so it never
+// appears in the host's mount table (the child attaches it inside its own mount namespace).
+Result<UniqueFd> MakeLayerMount(uint64_t size) {
+  UniqueFd fs(fsopen("tmpfs", FSOPEN_CLOEXEC));
+  if (!fs) return FailErrno("fsopen tmpfs");
+  auto set = [&fs](const char* key, const std::string& value) -> Status {
+    if (fsconfig(fs.get(), FSCONFIG_SET_STRING, key, value.c_str(), 0) < 0) {
+      return FailErrno("tmpfs option " + std::string(key) + "=" + value);
+    }
+    return {};
+  };
+  KILN_TRY(set("size", std::to_string(size)));
+  KILN_TRY(set("mode", "0755"));
+  // One inode per 4 KiB of space at most, so small files cannot exhaust kernel memory beyond
+  // what the size allows.
+  KILN_TRY(set("nr_inodes", std::to_string(std::max<uint64_t>(size / 4096, 1024))));
+  if (fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) < 0) {
+    return FailErrno("create tmpfs");
+  }
+  UniqueFd mnt(fsmount(fs.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID));
+  if (!mnt) return FailErrno("fsmount tmpfs");
+  return mnt;
+}
+
+struct Layer {
+  UniqueFd mount;
+  UniqueFd upper;
+};
+
+// upper/ (what the sandbox writes; its root takes the template root's mode), work/ and the
+// agent's mount point .kiln/envd, owned by the sandbox's root.
+Result<Layer> MakeLayer(const InstanceSpec& spec, uid_t uid, gid_t gid) {
+  Layer layer;
+  KILN_ASSIGN_OR_RETURN(layer.mount, MakeLayerMount(spec.limits.disk_bytes));
+  int m = layer.mount.get();
+  struct stat root{};
+  if (stat(spec.rootfs.c_str(), &root) < 0) return FailErrno("stat " + spec.rootfs.string());
+  if (mkdirat(m, "upper", root.st_mode & 07777) < 0 || mkdirat(m, "work", 0700) < 0) {
+    return FailErrno("mkdir in the writable layer");
+  }
+  for (const char* dir : {"upper", "work"}) {
+    if (fchownat(m, dir, uid, gid, 0) < 0) return FailErrno("chown writable layer");
+  }
+  layer.upper.reset(openat(m, "upper", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!layer.upper) return FailErrno("open upper dir");
+  int u = layer.upper.get();
+  if (spec.files_from) {
+    UniqueFd src(open(spec.files_from->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!src) return FailErrno("open files_from " + spec.files_from->string());
+    TreeCopyOptions options;
+    options.skip_top_level = {".kiln"};
+    auto copied = CopyTree(src.get(), u, options);
+    if (!copied) return Unexpected(std::move(copied).error().Wrap("restore files"));
+  }
+  if (mkdirat(u, ".kiln", 0755) < 0 || fchownat(u, ".kiln", uid, gid, 0) < 0) {
+    return FailErrno("mkdir .kiln in the writable layer");
+  }
+  UniqueFd stub(openat(u, kEnvdTarget, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755));
+  if (!stub || fchown(stub.get(), uid, gid) < 0) return FailErrno("create .kiln/envd");
+  return layer;
+}
+
+// A read-only, detached bind mount of the agent binary (attached by the child).
+Result<UniqueFd> CloneEnvd(const std::filesystem::path& envd) {
+  UniqueFd tree(open_tree(AT_FDCWD, envd.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  if (!tree) return FailErrno("open_tree " + envd.string());
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  if (mount_setattr(tree.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
+    return FailErrno("make " + envd.string() + " read-only");
+  }
+  return tree;
+}
+
+// The template rootfs, read-only and idmapped into the sandbox's user namespace: files of
+// host uid 0 appear as uid 0 inside (measured-host.md §1.2).
+Result<UniqueFd> CloneIdmappedRootfs(const std::filesystem::path& rootfs, pid_t child) {
+  UniqueFd userns(open(("/proc/" + std::to_string(child) + "/ns/user").c_str(),
+                       O_RDONLY | O_CLOEXEC));
+  if (!userns) return FailErrno("open user namespace of " + std::to_string(child));
+  UniqueFd tree(open_tree(AT_FDCWD, rootfs.c_str(),
+                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+  if (!tree) return FailErrno("open_tree " + rootfs.string());
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV;
+  attr.userns_fd = static_cast<uint64_t>(userns.get());
+  if (mount_setattr(tree.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
+    return FailErrno("idmap " + rootfs.string());
+  }
+  return tree;
+}
+
+Status SendGo(int sock, int lower_fd) {
+  char byte = 'g';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cm), &lower_fd, sizeof lower_fd);
+  if (sendmsg(sock, &msg, MSG_NOSIGNAL) != 1) return FailErrno("send setup go to sandbox child");
+  return {};
+}
+
+// Waits for the child's verdict: EOF = it reached exec; a ChildReport = the stage that failed.
+Status WaitForExec(int sock, std::chrono::milliseconds timeout) {
+  pollfd p{sock, POLLIN, 0};
+  int r;
+  do {
+    r = poll(&p, 1, static_cast<int>(timeout.count()));
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) return Fail(Errc::kTimeout, "sandbox setup: no answer from the child");
+  ChildReport report{};
+  ssize_t n = recv(sock, &report, sizeof report, 0);
+  if (n == 0) return {};
+  if (n != sizeof report) {
+    return Fail(Errc::kInternal, "sandbox setup: the child died without a report");
+  }
+  return Unexpected(Error::FromErrno(report.err, std::string("sandbox setup: ") +
+                                                     ChildStageName(report.stage)));
+}
+
+// Strings and arrays a ChildPlan points into.
+struct PlanStorage {
+  std::string hostname;
+  std::string overlay_options;
+  std::vector<std::string> args;
+  std::vector<std::string> env;
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+};
+
+std::vector<char*> CArray(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (auto& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+}  // namespace
+
+NsRuntime::NsRuntime(NsRuntimeOptions options, std::unique_ptr<cgroup::CgroupBackend> cgroups,
+                     SeccompProgram seccomp, int cap_last)
+    : options_(std::move(options)),
+      cgroups_(std::move(cgroups)),
+      seccomp_(std::move(seccomp)),
+      cap_last_(cap_last),
+      mnt_layer_(options_.state_dir / "mnt" / "layer"),
+      mnt_lower_(options_.state_dir / "mnt" / "lower"),
+      mnt_root_(options_.state_dir / "mnt" / "root"),
+      sandboxes_dir_(options_.state_dir / "sandboxes") {}
+
+Result<std::unique_ptr<NsRuntime>> NsRuntime::Create(
+    const NsRuntimeOptions& options, std::unique_ptr<cgroup::CgroupBackend> cgroups) {
+  NsRuntimeOptions opts = options;
+  if (opts.state_dir.empty()) opts.state_dir = std::filesystem::path("/run/kiln") / opts.name;
+  std::string dir = opts.state_dir.string();
+  if (dir.find_first_of(",:\\") != std::string::npos || !opts.state_dir.is_absolute()) {
+    return Fail(Errc::kInvalidArgument,
+                "state dir must be absolute and free of ',', ':' and '\\': " + dir);
+  }
+  if (opts.id_count == 0 || opts.uid_base == 0 || opts.gid_base == 0) {
+    return Fail(Errc::kInvalidArgument, "the sandbox id range must not include host root");
+  }
+  if (!cgroups) {
+    KILN_ASSIGN_OR_RETURN(cgroups, cgroup::CgroupBackend::Detect("kiln-" + opts.name));
+  }
+  KILN_ASSIGN_OR_RETURN(SeccompProgram seccomp, CompileSandboxSeccompPolicy());
+  std::unique_ptr<NsRuntime> rt(
+      new NsRuntime(std::move(opts), std::move(cgroups), std::move(seccomp), ReadCapLast()));
+  for (const auto& d : {rt->mnt_layer_, rt->mnt_lower_, rt->mnt_root_, rt->sandboxes_dir_}) {
+    std::error_code ec;
+    std::filesystem::create_directories(d, ec);
+    if (ec) return Fail(Errc::kUnavailable, "create " + d.string() + ": " + ec.message());
+  }
+  chmod(rt->options_.state_dir.c_str(), 0711);
+  KILN_LOG(Info, "ns runtime ready", {"cgroups", rt->cgroups_->kind()},
+           {"seccomp_insns", rt->seccomp_.size()}, {"state_dir", rt->options_.state_dir.string()},
+           {"network", rt->options_.network ? "veth" : "loopback only"});
+  return rt;
+}
+
+Status NsRuntime::CleanupStale() {
+  KILN_TRY(cgroups_->RemoveLeftovers());
+  if (!options_.network) KILN_TRY(net::HostNetwork::RemoveLeftovers(options_.name));
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(sandboxes_dir_, ec)) {
+    std::filesystem::remove_all(entry.path(), ec);
+    if (ec) return Fail(Errc::kInternal, "remove " + entry.path().string() + ": " + ec.message());
+  }
+  if (ec) return Fail(Errc::kInternal, "list " + sandboxes_dir_.string() + ": " + ec.message());
+  return {};
+}
+
+Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
+  auto start = Clock::now();
+  KILN_TRY(CheckId(spec.id));
+  KILN_TRY(CheckHostname(spec.hostname));
+  std::error_code ec;
+  if (!std::filesystem::is_directory(spec.rootfs, ec)) {
+    return Fail(Errc::kInvalidArgument, "rootfs " + spec.rootfs.string() + " is not a directory");
+  }
+  if (!std::filesystem::is_regular_file(spec.envd_binary, ec)) {
+    return Fail(Errc::kInvalidArgument, "kiln-envd " + spec.envd_binary.string() + " not found");
+  }
+  if (spec.limits.disk_bytes < (1 << 20)) {
+    return Fail(Errc::kInvalidArgument, "disk limit below 1 MiB");
+  }
+  auto wrap = [&spec](Error e) { return Unexpected(std::move(e).Wrap("create sandbox " + spec.id)); };
+
+  NsInstanceParts parts;
+  parts.id = spec.id;
+  parts.timeout = options_.timeout;
+  parts.cpu_count = std::max<uint32_t>(1, (spec.limits.cpu_millis + 999) / 1000);
+  parts.sandbox_dir = sandboxes_dir_ / spec.id;
+  if (mkdir(parts.sandbox_dir.c_str(), 0700) < 0) {
+    if (errno == EEXIST) {
+      return Fail(Errc::kAlreadyExists, "sandbox " + spec.id + " already exists");
+    }
+    return wrap(Error::FromErrno(errno, "mkdir " + parts.sandbox_dir.string()));
+  }
+  ScopeExit remove_dir([&parts] {
+    std::error_code ignored;
+    if (!parts.sandbox_dir.empty()) std::filesystem::remove_all(parts.sandbox_dir, ignored);
+  });
+
+  UniqueFd log_fd;
+  if (options_.envd_log) {
+    log_fd.reset(open((parts.sandbox_dir / "envd.log").c_str(),
+                      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!log_fd) return wrap(Error::FromErrno(errno, "open agent log"));
+  }
+
+  auto cg = cgroups_->Create(spec.id);
+  if (!cg) return wrap(std::move(cg).error());
+  parts.cgroup = std::move(*cg);
+  cgroup::Limits limits{spec.limits.memory_bytes, spec.limits.pids, spec.limits.cpu_millis};
+  if (auto st = parts.cgroup->SetLimits(limits); !st) return wrap(std::move(st).error());
+
+  auto layer = MakeLayer(spec, options_.uid_base, options_.gid_base);
+  if (!layer) return wrap(std::move(layer).error());
+  parts.layer = std::move(layer->mount);
+  parts.upper = std::move(layer->upper);
+  auto envd_tree = CloneEnvd(spec.envd_binary);
+  if (!envd_tree) return wrap(std::move(envd_tree).error());
+
+  PlanStorage storage;
+  storage.hostname = spec.hostname;
+  storage.overlay_options = "lowerdir=" + mnt_lower_.string() +
+                            ",upperdir=" + (mnt_layer_ / "upper").string() +
+                            ",workdir=" + (mnt_layer_ / "work").string() + ",userxattr";
+  storage.args = {kEnvdPath, "--listen", "0.0.0.0", "--port", std::to_string(options_.envd_port)};
+  storage.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                 "HOME=/root", "LANG=C.UTF-8"};
+  storage.argv = CArray(storage.args);
+  storage.envp = CArray(storage.env);
+
+  ChildPlan plan;
+  plan.layer_fd = parts.layer.get();
+  plan.envd_fd = envd_tree->get();
+  plan.log_fd = log_fd.get();
+  plan.hostname = storage.hostname.c_str();
+  std::string mnt_layer = mnt_layer_.string(), mnt_lower = mnt_lower_.string(),
+              mnt_root = mnt_root_.string();
+  plan.mnt_layer = mnt_layer.c_str();
+  plan.mnt_lower = mnt_lower.c_str();
+  plan.mnt_root = mnt_root.c_str();
+  plan.overlay_options = storage.overlay_options.c_str();
+  plan.envd_target = kEnvdTarget;
+  plan.envd_path = kEnvdPath;
+  plan.argv = storage.argv.data();
+  plan.envp = storage.envp.data();
+  plan.seccomp = seccomp_.prog();
+  plan.keep_caps = KeptCapMask();
+  plan.cap_last = cap_last_;
+  plan.no_new_privs = options_.no_new_privs;
+
+  auto cloned_at = Clock::now();
+  UniqueFd sync;
+  {
+    std::lock_guard lock(clone_mu_);
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+      return wrap(Error::FromErrno(errno, "socketpair"));
+    }
+    sync.reset(pair[0]);
+    UniqueFd child_end(pair[1]);
+    plan.sync_fd = child_end.get();
+    int pidfd = -1;
+    clone_args args{};
+    args.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |
+                 CLONE_NEWUTS | CLONE_PIDFD | CLONE_INTO_CGROUP;
+    args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+    args.exit_signal = SIGCHLD;
+    args.cgroup = static_cast<uint64_t>(parts.cgroup->clone_into_fd());
+    pid_t pid = linux_api::Clone3(&args);
+    if (pid == 0) RunSandboxChild(plan);
+    if (pid < 0) return wrap(Error::FromErrno(errno, "clone3"));
+    parts.init = ChildProcess(pid, UniqueFd(pidfd));
+  }
+  pid_t pid = parts.init.pid();
+
+  // Parent side of the setup, while the child waits for the go message.
+  std::string proc = "/proc/" + std::to_string(pid);
+  std::string uid_map = "0 " + std::to_string(options_.uid_base) + " " +
+                        std::to_string(options_.id_count) + "\n";
+  std::string gid_map = "0 " + std::to_string(options_.gid_base) + " " +
+                        std::to_string(options_.id_count) + "\n";
+  if (auto st = WriteProcFile(proc + "/uid_map", uid_map); !st) return wrap(std::move(st).error());
+  if (auto st = WriteProcFile(proc + "/gid_map", gid_map); !st) return wrap(std::move(st).error());
+  if (auto st = parts.cgroup->Attach(pid, /*cloned_into=*/true); !st) {
+    return wrap(std::move(st).error());
+  }
+  auto lower = CloneIdmappedRootfs(spec.rootfs, pid);
+  if (!lower) return wrap(std::move(lower).error());
+  if (auto st = SendGo(sync.get(), lower->get()); !st) return wrap(std::move(st).error());
+  lower->reset();
+  envd_tree->reset();
+
+  // The network is set up while the child builds its root file system.
+  parts.netns.reset(open((proc + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!parts.netns) return wrap(Error::FromErrno(errno, "open network namespace"));
+  if (options_.network) {
+    auto link = options_.network->Attach(parts.netns.get(), spec.egress.internet);
+    if (!link) return wrap(std::move(link).error());
+    parts.link = std::move(*link);
+  }
+  if (auto st = WaitForExec(sync.get(), options_.timeout); !st) return wrap(std::move(st).error());
+  auto done = Clock::now();
+
+  auto us = [](auto d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
+  KILN_LOG(Debug, "sandbox started", {"sandbox", spec.id}, {"init_pid", pid},
+           {"total_us", us(done - start)}, {"clone_to_exec_us", us(done - cloned_at)});
+  remove_dir.Dismiss();
+  return std::make_unique<NsInstance>(std::move(parts));
+}
+
+}  // namespace kiln::kilnd::ns
