@@ -322,6 +322,7 @@ Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
   cgroup::Limits limits{spec.limits.memory_bytes, spec.limits.pids, spec.limits.cpu_millis};
   if (auto st = parts.cgroup->SetLimits(limits); !st) return wrap(std::move(st).error());
 
+  auto cgroup_done = Clock::now();
   auto layer = MakeLayer(spec, options_.uid_base, options_.gid_base);
   if (!layer) return wrap(std::move(layer).error());
   parts.layer = std::move(layer->mount);
@@ -360,7 +361,7 @@ Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
   plan.cap_last = cap_last_;
   plan.no_new_privs = options_.no_new_privs;
 
-  auto cloned_at = Clock::now();
+  auto cloned_at = Clock::now();  // everything before the clone is host-side preparation
   UniqueFd sync;
   {
     std::lock_guard lock(clone_mu_);
@@ -384,6 +385,7 @@ Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
     parts.init = ChildProcess(pid, UniqueFd(pidfd));
   }
   pid_t pid = parts.init.pid();
+  auto clone_done = Clock::now();
 
   // Parent side of the setup, while the child waits for the go message.
   std::string proc = "/proc/" + std::to_string(pid);
@@ -401,6 +403,7 @@ Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
   if (auto st = SendGo(sync.get(), lower->get()); !st) return wrap(std::move(st).error());
   lower->reset();
   envd_tree->reset();
+  auto go_sent = Clock::now();
 
   // The network is set up while the child builds its root file system.
   parts.netns.reset(open((proc + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
@@ -410,12 +413,16 @@ Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
     if (!link) return wrap(std::move(link).error());
     parts.link = std::move(*link);
   }
+  auto net_done = Clock::now();
   if (auto st = WaitForExec(sync.get(), options_.timeout); !st) return wrap(std::move(st).error());
   auto done = Clock::now();
 
   auto us = [](auto d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
   KILN_LOG(Debug, "sandbox started", {"sandbox", spec.id}, {"init_pid", pid},
-           {"total_us", us(done - start)}, {"clone_to_exec_us", us(done - cloned_at)});
+           {"total_us", us(done - start)}, {"cgroup_us", us(cgroup_done - start)},
+           {"layer_us", us(cloned_at - cgroup_done)}, {"clone_us", us(clone_done - cloned_at)},
+           {"maps_idmap_us", us(go_sent - clone_done)}, {"net_us", us(net_done - go_sent)},
+           {"child_wait_us", us(done - net_done)});
   remove_dir.Dismiss();
   return std::make_unique<NsInstance>(std::move(parts));
 }

@@ -9,11 +9,14 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "base/log.h"
 #include "kilnd/cgroup/cgroup.h"
+#include "kilnd/runtime/ns/linux_api.h"
 #include "kilnd/runtime/ns/ns_test_support.h"
 
 namespace kiln::kilnd::ns {
@@ -91,13 +94,270 @@ TEST_F(NsRuntimeTest, CreateAnswersHealth) {
   ASSERT_TRUE(inst->Kill());
 }
 
-TEST_F(NsRuntimeTest, CommandRunsIsolated) {
+TEST_F(NsRuntimeTest, CommandRunsAsShiftedRootWithReducedPrivileges) {
   auto inst = MustCreate(Spec("iso"));
   ASSERT_TRUE(inst);
-  auto r = RunCommand(*inst, "id; grep -E 'Cap|NoNewPrivs|Seccomp' /proc/self/status");
+  auto r = RunCommand(*inst, "id; grep -E 'Cap|NoNewPrivs|Seccomp' /proc/self/status; hostname");
   ASSERT_TRUE(r) << r.error().message();
-  std::cout << r->output;
   EXPECT_EQ(r->exit_code, 0);
+  const std::string& out = r->output;
+  EXPECT_NE(out.find("uid=0(root) gid=0(root)"), std::string::npos) << out;
+  // Docker's default set: chown dac_override fowner fsetid kill setgid setuid setpcap
+  // net_bind_service net_raw sys_chroot mknod audit_write setfcap.
+  EXPECT_NE(out.find("CapEff:\t00000000a80425fb"), std::string::npos) << out;
+  EXPECT_NE(out.find("CapBnd:\t00000000a80425fb"), std::string::npos) << out;
+  EXPECT_NE(out.find("CapInh:\t0000000000000000"), std::string::npos) << out;
+  EXPECT_NE(out.find("NoNewPrivs:\t1"), std::string::npos) << out;
+  EXPECT_NE(out.find("Seccomp:\t2"), std::string::npos) << out;
+  EXPECT_NE(out.find("sandbox\n"), std::string::npos) << out;
+  // The host sees the agent as uid/gid 100000.
+  std::string status = ReadFile("/proc/" + std::to_string(inst->init_pid()) + "/status");
+  EXPECT_NE(status.find("Uid:\t100000\t100000\t100000\t100000"), std::string::npos) << status;
+  EXPECT_NE(status.find("Gid:\t100000\t100000\t100000\t100000"), std::string::npos) << status;
+  ASSERT_TRUE(inst->Kill());
+}
+
+TEST_F(NsRuntimeTest, NothingOfTheHostIsVisibleAndEscapesFail) {
+  auto inst = MustCreate(Spec("host"));
+  ASSERT_TRUE(inst);
+  auto r = RunCommand(*inst,
+                      "cat /proc/1/cmdline | tr '\\0' ' '; echo;"
+                      "ls /proc | grep -c '^[0-9]';"
+                      "test -e " + scratch_.string() + " && echo HOST-VISIBLE;"
+                      "test -e /work && echo WORK-VISIBLE;"
+                      "grep -c . /proc/self/mountinfo;"
+                      "ls /dev | tr '\\n' ' '; echo;"
+                      "mount -t tmpfs x /mnt 2>&1 || echo mount-denied;"
+                      "unshare -U true 2>&1 || echo unshare-denied;"
+                      "touch /.kiln/envd 2>&1 || echo envd-readonly;"
+                      "echo hi > /dev/null && echo devnull-ok;"
+                      "cat /proc/self/cgroup");
+  ASSERT_TRUE(r) << r.error().message();
+  const std::string& out = r->output;
+  std::cout << out;
+  EXPECT_NE(out.find("/.kiln/envd --listen 0.0.0.0 --port 49983"), std::string::npos) << out;
+  EXPECT_EQ(out.find("VISIBLE"), std::string::npos) << out;
+  EXPECT_NE(out.find("mount-denied"), std::string::npos) << out;
+  EXPECT_NE(out.find("unshare-denied"), std::string::npos) << out;
+  EXPECT_NE(out.find("envd-readonly"), std::string::npos) << out;
+  EXPECT_NE(out.find("devnull-ok"), std::string::npos) << out;
+  EXPECT_NE(out.find("null ptmx pts random shm"), std::string::npos) << out;
+  EXPECT_NE(out.find("0::/\n"), std::string::npos) << out;  // cgroup namespace root
+  ASSERT_TRUE(inst->Kill());
+}
+
+TEST_F(NsRuntimeTest, MemoryLimitKillsTheBombOnly) {
+  auto spec = Spec("mem");
+  spec.limits.memory_bytes = 64 << 20;
+  auto inst = MustCreate(spec);
+  ASSERT_TRUE(inst);
+  // dd allocates its 256 MiB block and fills it.
+  auto r = RunCommand(*inst, "dd if=/dev/zero of=/dev/null bs=256M count=1; echo rc=$?");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_NE(r->output.find("rc=137"), std::string::npos) << r->output;
+  auto health = GetHealth(*inst);
+  ASSERT_TRUE(health) << health.error().message();
+  EXPECT_EQ(*health, 204);  // the agent survived
+  ASSERT_TRUE(inst->Kill());
+}
+
+TEST_F(NsRuntimeTest, PidsLimitStopsForkBomb) {
+  auto spec = Spec("pids");
+  spec.limits.pids = 24;
+  auto inst = MustCreate(spec);
+  ASSERT_TRUE(inst);
+  auto r = RunCommand(*inst,
+                      "i=0; while [ $i -lt 60 ]; do sleep 1000 & i=$((i+1)); done 2>&1 | head -1;"
+                      "ls /proc | grep -c '^[0-9]'");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_NE(r->output.find("fork"), std::string::npos) << r->output;
+  auto health = GetHealth(*inst);
+  ASSERT_TRUE(health) << health.error().message();
+  EXPECT_EQ(*health, 204);
+  ASSERT_TRUE(inst->Kill());
+}
+
+TEST_F(NsRuntimeTest, DiskLimitGivesEnospc) {
+  auto spec = Spec("disk");
+  spec.limits.disk_bytes = 16 << 20;
+  auto inst = MustCreate(spec);
+  ASSERT_TRUE(inst);
+  auto r = RunCommand(*inst, "dd if=/dev/zero of=/tmp/big bs=1M count=64 2>&1; df -k / | tail -1");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_NE(r->output.find("No space left on device"), std::string::npos) << r->output;
+  auto stats = inst->Stats();
+  ASSERT_TRUE(stats) << stats.error().message();
+  EXPECT_EQ(stats->disk_total, 16u << 20);
+  EXPECT_GT(stats->disk_used, 15u << 20);
+  EXPECT_EQ(stats->mem_total, 256u << 20);
+  EXPECT_GT(stats->mem_used, 0u);
+  EXPECT_GT(stats->cpu_usage_ns, 0u);
+  ASSERT_TRUE(inst->Kill());
+}
+
+TEST_F(NsRuntimeTest, FreezeStopsProgressAndThawResumes) {
+  auto inst = MustCreate(Spec("freeze"));
+  ASSERT_TRUE(inst);
+  ASSERT_TRUE(GetHealth(*inst));
+  ASSERT_TRUE(inst->Freeze());
+  // A request to the frozen agent gets no answer...
+  auto deadline = testing::Clock::now() + 5s;
+  auto fd = testing::ConnectAgent(*inst, 49983, deadline);  // the kernel completes the handshake
+  ASSERT_TRUE(fd) << fd.error().message();
+  ASSERT_TRUE(testing::SendAll(fd->get(), "GET /health HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n",
+                               deadline));
+  pollfd p{fd->get(), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 300), 0) << "a frozen agent answered";
+  auto before = inst->Stats();
+  ASSERT_TRUE(before);
+  // ...until it is thawed.
+  ASSERT_TRUE(inst->Thaw());
+  auto raw = testing::ReadToEof(fd->get(), testing::Clock::now() + 10s);
+  ASSERT_TRUE(raw) << raw.error().message();
+  EXPECT_EQ(raw->substr(0, 12), "HTTP/1.1 204");
+  ASSERT_TRUE(inst->Kill());
+}
+
+TEST_F(NsRuntimeTest, SnapshotAndRestoreKeepFilesDeletionsAndModes) {
+  auto first = MustCreate(Spec("snap1"));
+  ASSERT_TRUE(first);
+  auto r = RunCommand(*first,
+                      "mkdir -p /root/d && echo hello > /root/d/f && chmod 640 /root/d/f &&"
+                      "ln -s f /root/d/l && ln /root/d/f /root/d/hard && chown 1000:1000 /root/d &&"
+                      "rm /etc/issue && rm -rf /usr/share/doc && mkdir /usr/share/doc &&"
+                      "echo new > /usr/share/doc/x && mkfifo /root/fifo && echo ok");
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_NE(r->output.find("ok"), std::string::npos) << r->output;
+  ASSERT_TRUE(first->Freeze());
+  auto snap = scratch_ / "snap";
+  auto st = first->SnapshotFiles(snap);
+  ASSERT_TRUE(st) << st.error().message();
+  ASSERT_TRUE(first->Kill());
+  EXPECT_FALSE(std::filesystem::exists(snap / ".kiln"));
+  struct stat wh{};
+  ASSERT_EQ(lstat((snap / "etc/issue").c_str(), &wh), 0);
+  EXPECT_TRUE(S_ISCHR(wh.st_mode));  // whiteout
+
+  auto spec = Spec("snap2");
+  spec.files_from = snap;
+  auto second = MustCreate(spec);
+  ASSERT_TRUE(second);
+  auto r2 = RunCommand(*second,
+                       "cat /root/d/f; stat -c '%a %U' /root/d/f; stat -c '%u' /root/d;"
+                       "readlink /root/d/l; stat -c %h /root/d/f;"
+                       "test -e /etc/issue || echo issue-gone; ls /usr/share/doc;"
+                       "test -p /root/fifo && echo fifo; test -e /etc/os-release && echo lower-ok");
+  ASSERT_TRUE(r2) << r2.error().message();
+  EXPECT_EQ(r2->output, "hello\n640 root\n1000\nf\n2\nissue-gone\nx\nfifo\nlower-ok\n");
+  ASSERT_TRUE(second->Kill());
+}
+
+// Lines of the host's mountinfo that mention `needle`.
+std::vector<std::string> HostMounts(const std::string& needle) {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find(needle) != std::string::npos) out.push_back(line);
+  }
+  return out;
+}
+
+TEST_F(NsRuntimeTest, KillLeavesNothingBehind) {
+  auto inst = MustCreate(Spec("gone"));
+  ASSERT_TRUE(inst);
+  ASSERT_TRUE(GetHealth(*inst));
+  pid_t pid = inst->init_pid();
+  UniqueFd pidfd(linux_api::PidfdOpen(pid));
+  ASSERT_TRUE(pidfd);
+  EXPECT_TRUE(HostMounts(scratch_.string()).empty());  // never in the host table
+  ASSERT_TRUE(inst->Kill());
+  ASSERT_TRUE(inst->Kill());  // idempotent
+  pollfd p{pidfd.get(), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 1);  // exited
+  EXPECT_EQ(linux_api::PidfdSendSignal(pidfd.get(), 0), -1);
+  auto layout = cgroup::CgroupBackend::DetectLayout();
+  ASSERT_TRUE(layout);
+  EXPECT_FALSE(std::filesystem::exists(layout->unified / ("kiln-" + name_) / "gone"));
+  if (layout->hybrid()) {
+    EXPECT_FALSE(std::filesystem::exists(layout->v1_memory / ("kiln-" + name_) / "gone"));
+  }
+  EXPECT_FALSE(std::filesystem::exists(options_.state_dir / "sandboxes/gone"));
+  EXPECT_TRUE(HostMounts(scratch_.string()).empty());
+  EXPECT_FALSE(inst->OpenSocket());
+}
+
+TEST_F(NsRuntimeTest, ChildFailureIsReportedWithItsStage) {
+  auto spec = Spec("bad");
+  auto not_exec = scratch_ / "not-executable";
+  std::ofstream(not_exec) << "data";
+  chmod(not_exec.c_str(), 0644);
+  spec.envd_binary = not_exec;
+  auto inst = runtime_->Create(spec);
+  ASSERT_FALSE(inst);
+  EXPECT_EQ(inst.error().message(),
+            "create sandbox bad: sandbox setup: exec kiln-envd: Permission denied");
+  EXPECT_FALSE(std::filesystem::exists(options_.state_dir / "sandboxes/bad"));
+  // The id is free again.
+  auto ok = MustCreate(Spec("bad"));
+  ASSERT_TRUE(ok);
+}
+
+TEST_F(NsRuntimeTest, RejectsBadSpecs) {
+  auto spec = Spec("Bad/Id");
+  EXPECT_EQ(runtime_->Create(spec).error().code(), Errc::kInvalidArgument);
+  spec = Spec("x1");
+  spec.rootfs = scratch_ / "missing";
+  EXPECT_EQ(runtime_->Create(spec).error().code(), Errc::kInvalidArgument);
+  auto a = MustCreate(Spec("dup"));
+  ASSERT_TRUE(a);
+  EXPECT_EQ(runtime_->Create(Spec("dup")).error().code(), Errc::kAlreadyExists);
+}
+
+TEST_F(NsRuntimeTest, ConcurrentCreates) {
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::vector<std::unique_ptr<Instance>> made;
+  std::vector<std::string> errors;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 3; ++i) {
+        auto inst = runtime_->Create(Spec("c" + std::to_string(t) + "x" + std::to_string(i)));
+        std::lock_guard lock(mu);
+        if (inst) {
+          made.push_back(std::move(*inst));
+        } else {
+          errors.push_back(inst.error().message());
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  ASSERT_EQ(made.size(), 12u);
+  for (auto& inst : made) {
+    auto h = GetHealth(*inst);
+    ASSERT_TRUE(h) << inst->id() << ": " << h.error().message();
+    EXPECT_EQ(*h, 204);
+  }
+}
+
+TEST_F(NsRuntimeTest, CreateTiming) {
+  if (std::getenv("KILN_TEST_VERBOSE")) log::SetMinLevel(log::Level::kDebug);
+  std::vector<double> ms;
+  for (int i = 0; i < 30; ++i) {
+    auto t0 = testing::Clock::now();
+    auto inst = runtime_->Create(Spec("t" + std::to_string(i)));
+    auto t1 = testing::Clock::now();
+    ASSERT_TRUE(inst) << inst.error().message();
+    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    ASSERT_TRUE((*inst)->Kill());
+  }
+  std::sort(ms.begin(), ms.end());
+  std::printf("ns runtime Create(): median %.2f ms, p10 %.2f ms, p90 %.2f ms (n=%zu)\n",
+              ms[ms.size() / 2], ms[ms.size() / 10], ms[ms.size() * 9 / 10], ms.size());
+  RecordProperty("create_median_us", static_cast<int>(ms[ms.size() / 2] * 1000));
+  EXPECT_LT(ms[ms.size() / 2], 50.0);  // generous: the machine is shared
 }
 
 }  // namespace

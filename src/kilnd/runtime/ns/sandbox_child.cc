@@ -221,7 +221,11 @@ void RunSandboxChild(const ChildPlan& plan) {
   int lower_fd = ReceiveLower(c);
   // The maps are written: become root of the sandbox's user namespace (host uid <base>) and
   // drop kilnd's supplementary groups.
-  c.Check(setresgid(0, 0, 0) == 0 && setgroups(0, nullptr) == 0 && setresuid(0, 0, 0) == 0,
+  // Raw system calls: glibc's setresuid() & co. in a multi-threaded process broadcast the
+  // change to every thread (SIGSETXID) and wait for answers; after clone3 this child has one
+  // thread but glibc still lists the parent's, so the wrappers would hang.
+  c.Check(syscall(SYS_setresgid, 0, 0, 0) == 0 && syscall(SYS_setgroups, 0, nullptr) == 0 &&
+              syscall(SYS_setresuid, 0, 0, 0) == 0,
           ChildStage::kCredentials);
   // Now that the parent has put us into the sandbox's cgroups, they become the namespace root.
   c.Check(unshare(CLONE_NEWCGROUP) == 0, ChildStage::kCgroupNamespace);
