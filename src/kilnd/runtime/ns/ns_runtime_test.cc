@@ -16,6 +16,7 @@
 
 #include "base/log.h"
 #include "kilnd/cgroup/cgroup.h"
+#include "kilnd/net/test_support.h"
 #include "kilnd/runtime/ns/linux_api.h"
 #include "kilnd/runtime/ns/ns_test_support.h"
 
@@ -358,6 +359,111 @@ TEST_F(NsRuntimeTest, CreateTiming) {
               ms[ms.size() / 2], ms[ms.size() / 10], ms[ms.size() * 9 / 10], ms.size());
   RecordProperty("create_median_us", static_cast<int>(ms[ms.size() / 2] * 1000));
   EXPECT_LT(ms[ms.size() / 2], 50.0);  // generous: the machine is shared
+}
+
+// With a host network: veth, addresses, egress policy; everything goes with the sandbox.
+class NsRuntimeNetTest : public NsRuntimeTest {
+ protected:
+  void SetUp() override {
+    NsRuntimeTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto network = net::HostNetwork::Setup(net::NetworkConfig{name_, "10.239.0.0/24"});
+    ASSERT_TRUE(network) << network.error().message();
+    network_ = std::move(*network);
+    options_.network = network_.get();
+    auto rt = NsRuntime::Create(options_);
+    ASSERT_TRUE(rt) << rt.error().message();
+    runtime_ = std::move(*rt);
+  }
+  void TearDown() override {
+    NsRuntimeTest::TearDown();
+    network_.reset();
+  }
+  std::unique_ptr<net::HostNetwork> network_;
+};
+
+TEST_F(NsRuntimeNetTest, SandboxGetsVethAndLosesItOnKill) {
+  auto spec = Spec("net1");
+  spec.egress.internet = false;
+  auto inst = MustCreate(spec);
+  ASSERT_TRUE(inst);
+  EXPECT_EQ(net::testing::LinksWithPrefix(name_ + "-").size(), 1u);
+  auto r = RunCommand(*inst, "ls /sys/class/net | tr '\\n' ' '; echo; cat /sys/class/net/eth0/operstate;"
+                             "grep -c '^eth0\t00000000' /proc/net/route");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->output, "eth0 lo \nup\n1\n");
+  ASSERT_TRUE(inst->SetEgress({.internet = true}));
+  ASSERT_TRUE(inst->SetEgress({.internet = false}));
+  ASSERT_TRUE(inst->Kill());
+  EXPECT_TRUE(net::testing::WaitNoLinksWithPrefix(name_ + "-", 5000ms).empty());
+}
+
+// Lines of /proc/<pid>/status-like text: whether process `pidfd` has exited.
+bool Exited(int pidfd, int timeout_ms) {
+  pollfd p{pidfd, POLLIN, 0};
+  return poll(&p, 1, timeout_ms) == 1;
+}
+
+TEST_F(NsRuntimeTest, CleanupStaleRemovesWhatADeadKilndLeft) {
+  int pipefd[2];
+  ASSERT_EQ(pipe2(pipefd, O_CLOEXEC), 0);
+  UniqueFd rd(pipefd[0]), wr(pipefd[1]);
+  // A "kilnd" in a forked process (no exec; this test process has no other threads here).
+  pid_t kilnd = fork();
+  ASSERT_GE(kilnd, 0);
+  if (kilnd == 0) {
+    rd.reset();
+    auto network = net::HostNetwork::Setup(net::NetworkConfig{name_, "10.239.1.0/24"});
+    if (!network) _exit(2);
+    NsRuntimeOptions opts = options_;
+    opts.network = network->get();
+    auto rt = NsRuntime::Create(opts);
+    if (!rt) _exit(3);
+    std::vector<std::unique_ptr<Instance>> keep;
+    for (const char* id : {"stale1", "stale2"}) {
+      auto inst = (*rt)->Create(Spec(id));
+      if (!inst) _exit(4);
+      pid_t pid = (*inst)->init_pid();
+      if (write(wr.get(), &pid, sizeof pid) != sizeof pid) _exit(5);
+      keep.push_back(std::move(*inst));
+    }
+    for (;;) pause();
+  }
+  wr.reset();
+  std::vector<UniqueFd> inits;
+  for (int i = 0; i < 2; ++i) {
+    pollfd p{rd.get(), POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 20000), 1);
+    pid_t pid = 0;
+    ASSERT_EQ(read(rd.get(), &pid, sizeof pid), static_cast<ssize_t>(sizeof pid));
+    inits.emplace_back(linux_api::PidfdOpen(pid));
+    ASSERT_TRUE(inits.back());
+  }
+  kill(kilnd, SIGKILL);
+  waitpid(kilnd, nullptr, 0);
+
+  // What it left: running sandboxes, their cgroups, state dirs, veths and nftables table.
+  auto layout = cgroup::CgroupBackend::DetectLayout();
+  ASSERT_TRUE(layout);
+  auto cg_parent = layout->unified / ("kiln-" + name_);
+  for (auto& fd : inits) EXPECT_FALSE(Exited(fd.get(), 0));
+  EXPECT_TRUE(std::filesystem::exists(cg_parent / "stale1"));
+  EXPECT_TRUE(std::filesystem::exists(options_.state_dir / "sandboxes/stale2"));
+  EXPECT_EQ(net::testing::LinksWithPrefix(name_ + "-").size(), 2u);
+  EXPECT_TRUE(net::testing::TableExists(name_));
+
+  auto st = runtime_->CleanupStale();
+  ASSERT_TRUE(st) << st.error().message();
+  for (auto& fd : inits) EXPECT_TRUE(Exited(fd.get(), 5000));
+  EXPECT_FALSE(std::filesystem::exists(cg_parent));
+  if (layout->hybrid()) {
+    EXPECT_FALSE(std::filesystem::exists(layout->v1_memory / ("kiln-" + name_)));
+    EXPECT_FALSE(std::filesystem::exists(layout->v1_pids / ("kiln-" + name_)));
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(options_.state_dir / "sandboxes"));
+  EXPECT_FALSE(net::testing::TableExists(name_));
+  EXPECT_TRUE(net::testing::WaitNoLinksWithPrefix(name_ + "-", 5000ms).empty());
+  EXPECT_TRUE(HostMounts(scratch_.string()).empty());
 }
 
 }  // namespace
