@@ -280,18 +280,24 @@ SandboxLink::SandboxLink(std::shared_ptr<HostNetwork::State> state, uint32_t slo
       internet_(internet) {}
 
 SandboxLink::~SandboxLink() {
+  bool reusable = true;
   {
     std::lock_guard lock(state_->nft_mu);
     if (!state_->closed && !internet_) {
       Status ok = state_->nft.Run(DeleteNoInternetCommand(state_->config.name, sandbox_address_));
       if (!ok) {
-        KILN_LOG(Warn, "cannot remove sandbox from no_internet",
+        // The address stays blocked; keep its slot out of use rather than give the next
+        // sandbox an address without internet it did not ask for.
+        reusable = false;
+        KILN_LOG(Warn, "cannot remove sandbox from no_internet; its slot stays retired",
                  {"address", sandbox_address_.ToString()}, {"error", ok.error().message()});
       }
     }
   }
-  std::lock_guard lock(state_->slots_mu);
-  state_->slots.Release(slot_);
+  if (reusable) {
+    std::lock_guard lock(state_->slots_mu);
+    state_->slots.Release(slot_);
+  }
 }
 
 Status SandboxLink::SetInternet(bool allow) {

@@ -43,11 +43,16 @@ class HostNetworkTest : public ::testing::Test {
     network_ = std::move(*network);
   }
 
+  // The test's namespaces are closed by now; their veths (sandboxes' and fake peers') must go
+  // with them, and the table with the HostNetwork.
   void TearDown() override {
     network_.reset();
-    if (!config_.name.empty()) {
-      EXPECT_FALSE(testing::TableExists(config_.name));
-      (void)HostNetwork::RemoveLeftovers(config_.name);
+    if (config_.name.empty()) return;
+    EXPECT_FALSE(testing::TableExists(config_.name));
+    (void)HostNetwork::RemoveLeftovers(config_.name);
+    for (const char* suffix : {"-", "i", "p", "m"}) {
+      std::vector<std::string> left = testing::WaitNoLinksWithPrefix(config_.name + suffix);
+      EXPECT_TRUE(left.empty()) << left.front();
     }
   }
 

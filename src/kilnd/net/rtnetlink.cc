@@ -211,13 +211,11 @@ RtNetlink& RtNetlink::QueueSyncLinkState(int ifindex) {
   return *this;
 }
 
-Status RtNetlink::Receive(std::vector<char>& buf, size_t& len, std::string_view what) {
+Result<size_t> RtNetlink::Receive(std::string_view what) {
+  if (rx_.empty()) rx_.resize(kReceiveBytes);
   for (;;) {
-    ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
-    if (n > 0) {
-      len = static_cast<size_t>(n);
-      return {};
-    }
+    ssize_t n = ::recv(fd_.get(), rx_.data(), rx_.size(), 0);
+    if (n > 0) return static_cast<size_t>(n);
     if (n == 0) return Fail(Errc::kInternal, std::string(what) + ": netlink socket closed");
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -239,14 +237,12 @@ Status RtNetlink::Commit() {
   if (::send(fd_.get(), queue_.data(), used, 0) != static_cast<ssize_t>(used)) {
     return FailErrno(std::string(what) + ": send netlink");
   }
-  std::vector<char> buf(kReceiveBytes);
   std::optional<Error> first_error;
   size_t acked = 0;
   while (acked < pending.size()) {
-    size_t len = 0;
-    KILN_TRY(Receive(buf, len, what));
+    KILN_ASSIGN_OR_RETURN(size_t len, Receive(what));
     int remaining = static_cast<int>(len);
-    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, remaining);
+    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(rx_.data()); mnl_nlmsg_ok(nlh, remaining);
          nlh = mnl_nlmsg_next(nlh, &remaining)) {
       uint32_t index = nlh->nlmsg_seq - first_seq_;
       if (nlh->nlmsg_type != NLMSG_ERROR || index >= pending.size()) continue;
@@ -266,12 +262,10 @@ Status RtNetlink::Exchange(nlmsghdr* nlh, std::string_view what, OnReply&& on_re
   if (::send(fd_.get(), nlh, nlh->nlmsg_len, 0) != static_cast<ssize_t>(nlh->nlmsg_len)) {
     return FailErrno(std::string(what) + ": send netlink");
   }
-  std::vector<char> buf(kReceiveBytes);
   for (;;) {
-    size_t len = 0;
-    KILN_TRY(Receive(buf, len, what));
+    KILN_ASSIGN_OR_RETURN(size_t len, Receive(what));
     int remaining = static_cast<int>(len);
-    for (auto* reply = reinterpret_cast<const nlmsghdr*>(buf.data());
+    for (auto* reply = reinterpret_cast<const nlmsghdr*>(rx_.data());
          mnl_nlmsg_ok(reply, remaining); reply = mnl_nlmsg_next(reply, &remaining)) {
       if (reply->nlmsg_seq != nlh->nlmsg_seq) continue;
       if (reply->nlmsg_type == NLMSG_DONE) return {};

@@ -85,7 +85,8 @@ class RtNetlink {
   // acknowledgement (or, for a dump, NLMSG_DONE) arrives.
   template <typename OnReply>
   Status Exchange(struct nlmsghdr* nlh, std::string_view what, OnReply&& on_reply);
-  Status Receive(std::vector<char>& buf, size_t& len, std::string_view what);
+  // Reads one datagram of replies into rx_; returns its length.
+  Result<size_t> Receive(std::string_view what);
 
   UniqueFd fd_;
   uint32_t next_seq_ = 1;
@@ -94,6 +95,7 @@ class RtNetlink {
   std::vector<std::string> pending_;  // description of each queued request, in seq order
   uint32_t first_seq_ = 0;            // seq of pending_[0]
   std::string queue_error_;           // set when a request could not be queued
+  std::vector<char> rx_;              // receive buffer, allocated on first use
 };
 
 }  // namespace kiln::kilnd::net

@@ -185,7 +185,15 @@ struct FakePeer {
   Ipv4 peer_addr;
 };
 
+inline std::vector<std::string> WaitNoLinksWithPrefix(std::string_view prefix,
+                                                      milliseconds guard = milliseconds(5000));
+
 inline Result<FakePeer> MakeFakePeer(std::string host_ifname, Ipv4 host_addr, Ipv4 peer_addr) {
+  // The namespace of an earlier run may still be on its way out (the kernel destroys them
+  // asynchronously), taking its veth with it.
+  if (!WaitNoLinksWithPrefix(host_ifname).empty()) {
+    return Fail(Errc::kAlreadyExists, "interface " + host_ifname + " exists");
+  }
   FakePeer peer{NetNamespace(), std::move(host_ifname), host_addr, peer_addr};
   KILN_ASSIGN_OR_RETURN(peer.ns, NetNamespace::Create());
   KILN_ASSIGN_OR_RETURN(RtNetlink host, RtNetlink::Open());
@@ -218,8 +226,7 @@ inline std::vector<std::string> LinksWithPrefix(std::string_view prefix) {
 
 // Waits (on rtnetlink link notifications, not sleeps) until no host interface starts with
 // `prefix`; returns the ones still there when `guard` expires.
-inline std::vector<std::string> WaitNoLinksWithPrefix(std::string_view prefix,
-                                                      milliseconds guard = milliseconds(5000)) {
+inline std::vector<std::string> WaitNoLinksWithPrefix(std::string_view prefix, milliseconds guard) {
   UniqueFd monitor(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE));
   sockaddr_nl sa{};
   sa.nl_family = AF_NETLINK;
