@@ -132,7 +132,9 @@ TEST_F(NsRuntimeTest, NothingOfTheHostIsVisibleAndEscapesFail) {
                       "unshare -U true 2>&1 || echo unshare-denied;"
                       "touch /.kiln/envd 2>&1 || echo envd-readonly;"
                       "echo hi > /dev/null && echo devnull-ok;"
-                      "cat /proc/self/cgroup");
+                      "cat /proc/self/cgroup;"
+                      "(echo 1 > /proc/sys/kernel/ns_last_pid) 2>/dev/null || echo procsys-readonly;"
+                      "cat /proc/timer_list /proc/keys 2>/dev/null | wc -c; ls /sys/firmware | wc -l");
   ASSERT_TRUE(r) << r.error().message();
   const std::string& out = r->output;
   std::cout << out;
@@ -144,6 +146,7 @@ TEST_F(NsRuntimeTest, NothingOfTheHostIsVisibleAndEscapesFail) {
   EXPECT_NE(out.find("devnull-ok"), std::string::npos) << out;
   EXPECT_NE(out.find("null ptmx pts random shm"), std::string::npos) << out;
   EXPECT_NE(out.find("0::/\n"), std::string::npos) << out;  // cgroup namespace root
+  EXPECT_NE(out.find("procsys-readonly\n0\n0\n"), std::string::npos) << out;  // masked
   ASSERT_TRUE(inst->Kill());
 }
 

@@ -33,6 +33,7 @@ const char* ChildStageName(ChildStage stage) {
     case ChildStage::kMountOverlay: return "mount overlay";
     case ChildStage::kMountProc: return "mount /proc";
     case ChildStage::kMountSys: return "mount /sys";
+    case ChildStage::kMaskPaths: return "mask /proc paths";
     case ChildStage::kMountDev: return "mount /dev";
     case ChildStage::kDeviceNodes: return "bind device nodes";
     case ChildStage::kMountDevpts: return "mount /dev/pts";
@@ -144,6 +145,38 @@ void BuildDev(const Child& c) {
           ChildStage::kMountShm);
 }
 
+// Docker's masked and read-only paths: host details (timers, scheduler, keys, firmware) are
+// hidden and kernel knobs in /proc cannot be written. Paths the kernel lacks are skipped.
+void MaskPaths(const Child& c) {
+  static const char* const kHiddenFiles[] = {"proc/kcore", "proc/keys", "proc/timer_list",
+                                             "proc/sched_debug", "proc/latency_stats"};
+  for (const char* path : kHiddenFiles) {
+    if (mount("/dev/null", path, nullptr, MS_BIND, nullptr) < 0 && errno != ENOENT) {
+      c.Fail(ChildStage::kMaskPaths);
+    }
+  }
+  static const char* const kHiddenDirs[] = {"proc/acpi", "proc/scsi", "sys/firmware"};
+  for (const char* path : kHiddenDirs) {
+    if (mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "size=0,nr_inodes=1") < 0 &&
+        errno != ENOENT) {
+      c.Fail(ChildStage::kMaskPaths);
+    }
+  }
+  static const char* const kReadOnly[] = {"proc/bus", "proc/fs", "proc/irq", "proc/sys",
+                                          "proc/sysrq-trigger"};
+  for (const char* path : kReadOnly) {
+    if (mount(path, path, nullptr, MS_BIND | MS_REC, nullptr) < 0) {
+      if (errno == ENOENT) continue;
+      c.Fail(ChildStage::kMaskPaths);
+    }
+    c.Check(mount(nullptr, path, nullptr,
+                  MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  nullptr) == 0,
+            ChildStage::kMaskPaths);
+  }
+}
+
 // Overlay root with /proc, /sys, /dev and the agent; the cwd ends up at the new root.
 void BuildRoot(const Child& c, int lower_fd) {
   const ChildPlan& p = c.plan;
@@ -165,6 +198,7 @@ void BuildRoot(const Child& c, int lower_fd) {
   c.Check(mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                 nullptr) == 0,
           ChildStage::kMountSys);
+  MaskPaths(c);
   BuildDev(c);
   c.Check(move_mount(p.envd_fd, "", AT_FDCWD, p.envd_target, MOVE_MOUNT_F_EMPTY_PATH) == 0,
           ChildStage::kAttachEnvd);

@@ -24,6 +24,7 @@ enum class ChildStage : int32_t {
   kMountOverlay,
   kMountProc,
   kMountSys,
+  kMaskPaths,
   kMountDev,
   kDeviceNodes,
   kMountDevpts,
