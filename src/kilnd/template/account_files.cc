@@ -57,9 +57,7 @@ bool ValidName(std::string_view name) {
   });
 }
 
-bool ValidField(std::string_view s) {
-  return s.find_first_of(":\n") == std::string_view::npos;
-}
+bool ValidField(std::string_view s) { return s.find_first_of(":\n") == std::string_view::npos; }
 
 // True if a line of the file has `name` as its 1st field or `id` as its 3rd (id < 0: skip).
 bool Taken(const std::vector<std::string>& lines, const std::string& name, long id) {
@@ -130,12 +128,12 @@ Status AddUser(const RootfsTree& tree, const NewUser& user) {
 
   const std::string& name = user.name;
   if (Taken(passwd.lines, name, user.uid) || Taken(shadow.lines, name, -1)) {
-    return Fail(Errc::kAlreadyExists, "user '" + name + "' or uid " + std::to_string(user.uid) +
-                                          " already exists");
+    return Fail(Errc::kAlreadyExists,
+                "user '" + name + "' or uid " + std::to_string(user.uid) + " already exists");
   }
   if (Taken(group.lines, name, user.gid) || Taken(gshadow.lines, name, -1)) {
-    return Fail(Errc::kAlreadyExists, "group '" + name + "' or gid " + std::to_string(user.gid) +
-                                          " already exists");
+    return Fail(Errc::kAlreadyExists,
+                "group '" + name + "' or gid " + std::to_string(user.gid) + " already exists");
   }
   std::string uid = std::to_string(user.uid);
   std::string gid = std::to_string(user.gid);

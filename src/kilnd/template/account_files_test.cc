@@ -1,11 +1,11 @@
 #include "kilnd/template/account_files.h"
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
-#include <gtest/gtest.h>
 #include <sstream>
 
 namespace kiln::kilnd::tmpl {
@@ -60,7 +60,7 @@ class AccountFilesTest : public testing::Test {
     return s.str();
   }
   mode_t Mode(const std::string& rel) {
-    struct stat st{};
+    struct stat st {};
     stat((root_ / rel).c_str(), &st);
     return st.st_mode & 07777;
   }
@@ -164,8 +164,7 @@ TEST_F(AccountFilesTest, ShadowFilesAreOptional) {
   std::filesystem::remove(root_ / "etc/gshadow");
   ASSERT_TRUE(AddUser(*tree_, User()));
   EXPECT_FALSE(std::filesystem::exists(root_ / "etc/shadow"));
-  EXPECT_NE(Read("etc/passwd").find("user:x:1000:1000::/home/user:/bin/bash\n"),
-            std::string::npos);
+  EXPECT_NE(Read("etc/passwd").find("user:x:1000:1000::/home/user:/bin/bash\n"), std::string::npos);
 }
 
 TEST_F(AccountFilesTest, MissingPasswdIsNotFound) {

@@ -1,10 +1,10 @@
 #include "kilnd/template/apt_sources.h"
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
-#include <gtest/gtest.h>
 
 namespace kiln::kilnd::tmpl {
 namespace {

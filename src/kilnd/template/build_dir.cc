@@ -56,9 +56,8 @@ std::vector<std::string> MountsBelow(const std::string& dir) {
     std::string mp = UnescapeMountPath(mount_point);
     if (mp == dir || mp.starts_with(dir + "/")) mounts.push_back(std::move(mp));
   }
-  std::ranges::sort(mounts, [](const std::string& a, const std::string& b) {
-    return a.size() > b.size();
-  });
+  std::ranges::sort(mounts,
+                    [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
   return mounts;
 }
 
@@ -189,11 +188,12 @@ Status BuildDir::RecordBuilder(pid_t pid) const {
   return {};
 }
 
+void BuildDir::ForgetBuilder() const { unlink((path_ / kBuilderFile).c_str()); }
+
 void RemoveStaleBuildDirs(const std::filesystem::path& store) {
   std::error_code ec;
   std::vector<std::filesystem::path> stale;
-  for (std::filesystem::directory_iterator it(store, ec), end; !ec && it != end;
-       it.increment(ec)) {
+  for (std::filesystem::directory_iterator it(store, ec), end; !ec && it != end; it.increment(ec)) {
     if (it->path().filename().string().starts_with(kBuildDirPrefix)) stale.push_back(it->path());
   }
   for (const auto& dir : stale) {

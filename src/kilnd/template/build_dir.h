@@ -30,6 +30,8 @@ class BuildDir {
   // Records `pid` (a process group leader doing the build) in the directory, so that
   // RemoveStaleBuildDirs can kill its group if this process dies before it.
   Status RecordBuilder(pid_t pid) const;
+  // Drops the record once the builder is gone (before the directory is installed).
+  void ForgetBuilder() const;
   void Release() { path_.clear(); }
 
  private:

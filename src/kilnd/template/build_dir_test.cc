@@ -1,5 +1,6 @@
 #include "kilnd/template/build_dir.h"
 
+#include <gtest/gtest.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -9,7 +10,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <gtest/gtest.h>
 #include <thread>
 
 #include "sys/spawn.h"

@@ -56,8 +56,8 @@ std::vector<std::string> DebootstrapEnv() {
       "LC_ALL=C",
       "DEBIAN_FRONTEND=noninteractive",
   };
-  for (const char* name : {"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
-                           "NO_PROXY"}) {
+  for (const char* name :
+       {"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}) {
     if (const char* v = getenv(name)) env.push_back(std::string(name) + "=" + v);
   }
   return env;
@@ -66,8 +66,7 @@ std::vector<std::string> DebootstrapEnv() {
 // Splits what arrives on the output pipe into lines and keeps the last few for errors.
 class LineSplitter {
  public:
-  explicit LineSplitter(const std::function<void(std::string_view)>& on_line)
-      : on_line_(on_line) {}
+  explicit LineSplitter(const std::function<void(std::string_view)>& on_line) : on_line_(on_line) {}
 
   void Add(std::string_view data) {
     partial_.append(data);
@@ -177,9 +176,8 @@ Status RunDebootstrap(const DebootstrapArgs& args, const std::function<void(pid_
   if (on_started) on_started(pid);
 
   LineSplitter lines(on_line);
-  KILN_ASSIGN_OR_RETURN(bool exited,
-                        Pump(out_r.get(), pidfd.get(),
-                             std::chrono::steady_clock::now() + args.timeout, lines));
+  KILN_ASSIGN_OR_RETURN(bool exited, Pump(out_r.get(), pidfd.get(),
+                                          std::chrono::steady_clock::now() + args.timeout, lines));
   lines.Finish();
   if (!exited) {
     return Fail(Errc::kTimeout, "debootstrap did not finish within " +

@@ -1,5 +1,6 @@
 #include "kilnd/template/debootstrap.h"
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,7 +8,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <gtest/gtest.h>
 #include <thread>
 
 namespace kiln::kilnd::tmpl {
@@ -33,16 +33,21 @@ std::vector<std::string> SampleOutput(int debs) {
     lines.push_back("I: Validating pkg" + std::to_string(i) + " 1.0-1");
   }
   lines.push_back("I: Chosen extractor for .deb packages: dpkg-deb");
-  for (int i = 0; i < debs * 6 / 10; ++i) lines.push_back("I: Extracting pkg" + std::to_string(i) + "...");
+  for (int i = 0; i < debs * 6 / 10; ++i)
+    lines.push_back("I: Extracting pkg" + std::to_string(i) + "...");
   lines.push_back("I: Installing core packages...");
   lines.push_back("I: Unpacking required packages...");
-  for (int i = 0; i < debs / 2; ++i) lines.push_back("I: Unpacking pkg" + std::to_string(i) + "...");
+  for (int i = 0; i < debs / 2; ++i)
+    lines.push_back("I: Unpacking pkg" + std::to_string(i) + "...");
   lines.push_back("I: Configuring required packages...");
-  for (int i = 0; i < debs / 2; ++i) lines.push_back("I: Configuring pkg" + std::to_string(i) + "...");
+  for (int i = 0; i < debs / 2; ++i)
+    lines.push_back("I: Configuring pkg" + std::to_string(i) + "...");
   lines.push_back("I: Unpacking the base system...");
-  for (int i = debs / 2; i < debs; ++i) lines.push_back("I: Unpacking pkg" + std::to_string(i) + "...");
+  for (int i = debs / 2; i < debs; ++i)
+    lines.push_back("I: Unpacking pkg" + std::to_string(i) + "...");
   lines.push_back("I: Configuring the base system...");
-  for (int i = debs / 2; i < debs; ++i) lines.push_back("I: Configuring pkg" + std::to_string(i) + "...");
+  for (int i = debs / 2; i < debs; ++i)
+    lines.push_back("I: Configuring pkg" + std::to_string(i) + "...");
   lines.push_back("I: Base system installed successfully.");
   return lines;
 }
@@ -60,8 +65,8 @@ TEST(DebootstrapProgressTest, WalksThroughPhasesMonotonically) {
     if (phases.empty() || phases.back() != p->phase) phases.push_back(p->phase);
   }
   EXPECT_EQ(last, 90);
-  EXPECT_EQ(phases, (std::vector<std::string>{"download", "extract", "unpack", "configure", "unpack",
-                                              "configure"}));
+  EXPECT_EQ(phases, (std::vector<std::string>{"download", "extract", "unpack", "configure",
+                                              "unpack", "configure"}));
 }
 
 TEST(DebootstrapProgressTest, PercentagesAtMilestones) {
@@ -102,10 +107,9 @@ TEST(DebootstrapTest, Argv) {
   args.target = "/store/.build-base-x/rootfs";
   args.mirror = "http://deb.debian.org/debian";
   EXPECT_EQ(DebootstrapArgv(args),
-            (std::vector<std::string>{"/usr/sbin/debootstrap", "--variant=minbase",
-                                      "--include=bash,git", "bookworm",
-                                      "/store/.build-base-x/rootfs",
-                                      "http://deb.debian.org/debian"}));
+            (std::vector<std::string>{
+                "/usr/sbin/debootstrap", "--variant=minbase", "--include=bash,git", "bookworm",
+                "/store/.build-base-x/rootfs", "http://deb.debian.org/debian"}));
   args.packages.clear();
   EXPECT_EQ(DebootstrapArgv(args).size(), 5u);
 }
@@ -141,8 +145,8 @@ TEST_F(DebootstrapRunTest, ForwardsLinesAndArguments) {
       "printf 'I: no newline at the end'\n");
   std::vector<std::string> lines;
   pid_t started = 0;
-  auto st = RunDebootstrap(args, [&](pid_t pid) { started = pid; },
-                           [&](std::string_view l) { lines.emplace_back(l); });
+  auto st = RunDebootstrap(
+      args, [&](pid_t pid) { started = pid; }, [&](std::string_view l) { lines.emplace_back(l); });
   ASSERT_TRUE(st) << st.error().message();
   EXPECT_GT(started, 0);
   ASSERT_EQ(lines.size(), 3u);
@@ -170,7 +174,9 @@ TEST_F(DebootstrapRunTest, DoesNotWaitForLeftoverProcessesAndKillsThem) {
   // A background child keeps the output pipe open after the script exits.
   DebootstrapArgs args = Script(
       "sleep 1000 &\n"
-      "echo $! > " + (dir_ / "bg.pid").string() + "\n"
+      "echo $! > " +
+      (dir_ / "bg.pid").string() +
+      "\n"
       "echo 'I: Base system installed successfully.'\n");
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(RunDebootstrap(args, nullptr, nullptr));

@@ -44,9 +44,9 @@ Status BuildDebianRootfs(const BuildJob& job);
 
 // The steps after debootstrap: user `recipe.default_user` (uid/gid 1000, home from etc/skel,
 // bash, group sudo), /etc/sudoers.d/<user> (NOPASSWD, 0440), /etc/hostname, /etc/hosts,
-// /etc/resolv.conf (a placeholder; the runtime provides the real one), apt's .deb cache
-// emptied, kiln-envd at /usr/local/bin/kiln-envd (0755). `today` is the day number written to
-// etc/shadow. Needs root for the chown to 1000.
+// /etc/resolv.conf (a placeholder; the runtime provides the real one), apt's caches and
+// package lists emptied, kiln-envd at /usr/local/bin/kiln-envd (0755). `today` is the day number
+// written to etc/shadow. Needs root for the chown to 1000.
 Status CustomizeRootfs(const RootfsTree& tree, const Recipe& recipe,
                        const std::filesystem::path& envd_binary, long today);
 

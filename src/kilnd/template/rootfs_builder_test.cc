@@ -1,12 +1,12 @@
 #include "kilnd/template/rootfs_builder.h"
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <gtest/gtest.h>
 #include <sstream>
 
 namespace kiln::kilnd::tmpl {
@@ -36,6 +36,8 @@ class CustomizeRootfsTest : public testing::Test {
     Write("etc/skel/.profile", "# profile\n");
     Write("var/cache/apt/archives/bash_5.2_amd64.deb", "deb");
     Write("var/cache/apt/pkgcache.bin", "bin");
+    fs::create_directories(root_ / "var/lib/apt/lists/partial");
+    Write("var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages", "P");
     std::ofstream(base_ / "outside/resolv.conf") << "nameserver 10.0.0.1\n";
     fs::create_symlink(base_ / "outside/resolv.conf", root_ / "etc/resolv.conf");
     envd_ = base_ / "kiln-envd";
@@ -48,7 +50,9 @@ class CustomizeRootfsTest : public testing::Test {
     if (!base_.empty()) fs::remove_all(base_);
   }
 
-  void Write(const std::string& rel, const std::string& text) { std::ofstream(root_ / rel) << text; }
+  void Write(const std::string& rel, const std::string& text) {
+    std::ofstream(root_ / rel) << text;
+  }
   std::string Read(const std::string& rel) {
     std::ifstream in(root_ / rel);
     std::ostringstream s;
@@ -56,7 +60,7 @@ class CustomizeRootfsTest : public testing::Test {
     return s.str();
   }
   struct stat Stat(const std::string& rel) {
-    struct stat st{};
+    struct stat st {};
     lstat((root_ / rel).c_str(), &st);
     return st;
   }
@@ -70,7 +74,8 @@ TEST_F(CustomizeRootfsTest, AddsUserSudoHostFilesAndEnvd) {
   auto st = CustomizeRootfs(*tree_, BaseRecipe(), envd_, 20000);
   ASSERT_TRUE(st) << st.error().message();
   EXPECT_EQ(Stat(".").st_mode & 07777, 0755u);
-  EXPECT_NE(Read("etc/passwd").find("\nuser:x:1000:1000::/home/user:/bin/bash\n"), std::string::npos);
+  EXPECT_NE(Read("etc/passwd").find("\nuser:x:1000:1000::/home/user:/bin/bash\n"),
+            std::string::npos);
   EXPECT_NE(Read("etc/group").find("sudo:x:27:user\n"), std::string::npos);
   EXPECT_NE(Read("etc/shadow").find("\nuser:!:20000:"), std::string::npos);
 
@@ -97,11 +102,14 @@ TEST_F(CustomizeRootfsTest, AddsUserSudoHostFilesAndEnvd) {
   EXPECT_FALSE(fs::exists(root_ / "var/cache/apt/archives/bash_5.2_amd64.deb"));
   EXPECT_FALSE(fs::exists(root_ / "var/cache/apt/pkgcache.bin"));
   EXPECT_TRUE(fs::is_directory(root_ / "var/cache/apt/archives/partial"));
+  EXPECT_TRUE(fs::is_empty(root_ / "var/lib/apt/lists/partial"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(root_ / "var/lib/apt/lists"), {}), 1);
 
   EXPECT_EQ(Read("usr/local/bin/kiln-envd"), "#!envd");
   EXPECT_EQ(Stat("usr/local/bin/kiln-envd").st_mode & 07777, 0755u);
   EXPECT_EQ(Stat("tmp").st_mode & 07777, 01777u);
-  for (const char* d : {"proc", "sys", "dev/pts", "run"}) EXPECT_TRUE(fs::is_directory(root_ / d)) << d;
+  for (const char* d : {"proc", "sys", "dev/pts", "run"})
+    EXPECT_TRUE(fs::is_directory(root_ / d)) << d;
 }
 
 TEST_F(CustomizeRootfsTest, FailsCleanlyWithoutSudoGroup) {

@@ -67,7 +67,8 @@ Status ReplaceWith(int dir, const std::string& leaf, std::string_view rel, const
                    Fill fill) {
   std::string tmp = ".kiln-new." + leaf;
   unlinkat(dir, tmp.c_str(), 0);  // a leftover of an interrupted write
-  UniqueFd out(openat(dir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  UniqueFd out(
+      openat(dir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!out) return FailErrno("create " + std::string(rel));
   Status st = fill(out.get());
   if (st) st = ApplyAttrs(out.get(), attrs, rel);
@@ -188,9 +189,7 @@ Result<std::string> RootfsTree::ReadFile(std::string_view rel) const {
   }
 }
 
-bool RootfsTree::Exists(std::string_view rel) const {
-  return Resolve(rel, O_PATH).has_value();
-}
+bool RootfsTree::Exists(std::string_view rel) const { return Resolve(rel, O_PATH).has_value(); }
 
 Status RootfsTree::WriteFile(std::string_view rel, std::string_view content,
                              const FileAttrs& attrs) const {

@@ -62,7 +62,8 @@ class RootfsTree {
   Result<int> RemoveFiles(std::string_view dir_rel, std::string_view suffix) const;
 
  private:
-  RootfsTree(std::filesystem::path path, UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+  RootfsTree(std::filesystem::path path, UniqueFd fd)
+      : path_(std::move(path)), fd_(std::move(fd)) {}
 
   // The parent directory of `rel`, opened, and the last component (never "", "." or "..").
   Result<std::pair<UniqueFd, std::string>> OpenParent(std::string_view rel) const;

@@ -1,12 +1,12 @@
 #include "kilnd/template/rootfs_tree.h"
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <gtest/gtest.h>
 #include <sstream>
 
 namespace kiln::kilnd::tmpl {
@@ -37,7 +37,7 @@ class RootfsTreeTest : public testing::Test {
     return s.str();
   }
   struct stat Stat(const fs::path& p) {
-    struct stat st{};
+    struct stat st {};
     lstat(p.c_str(), &st);
     return st;
   }
@@ -139,7 +139,8 @@ TEST_F(RootfsTreeTest, CopyFileInAndRemoveFiles) {
   EXPECT_EQ(*tree_->RemoveFiles("var/cache/apt/archives/partial", ""), 1);
   EXPECT_EQ(*tree_->RemoveFiles("no/such/dir", ""), 0);
 
-  ASSERT_TRUE(tree_->CopyFileIn(base_ / "outside/hostname", "etc/copied", {0755, getuid(), getgid()}));
+  ASSERT_TRUE(
+      tree_->CopyFileIn(base_ / "outside/hostname", "etc/copied", {0755, getuid(), getgid()}));
   EXPECT_EQ(Read(base_ / "tree/etc/copied"), "host\n");
   EXPECT_EQ(Stat(base_ / "tree/etc/copied").st_mode & 07777, 0755u);
   EXPECT_EQ(tree_->CopyFileIn(base_ / "outside/none", "etc/x", {}).error().code(), Errc::kNotFound);

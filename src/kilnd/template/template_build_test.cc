@@ -4,6 +4,7 @@
 // kiln-envd: KILN_ENVD_BINARY, default <dir of this test>/cmd/kiln-envd.
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -12,7 +13,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <gtest/gtest.h>
 #include <iostream>
 #include <sstream>
 
@@ -63,8 +63,8 @@ TEST(TemplateBuildTest, BuildsBaseIntoTheSharedStore) {
   }
   if (geteuid() != 0) GTEST_SKIP() << "needs root (debootstrap, chown)";
   fs::path store_dir = EnvOr("KILN_TEMPLATE_STORE", "/var/cache/kiln/templates");
-  fs::path envd = EnvOr("KILN_ENVD_BINARY", fs::read_symlink("/proc/self/exe").parent_path() /
-                                                "cmd/kiln-envd");
+  fs::path envd =
+      EnvOr("KILN_ENVD_BINARY", fs::read_symlink("/proc/self/exe").parent_path() / "cmd/kiln-envd");
   ASSERT_TRUE(fs::is_regular_file(envd)) << envd << " (build it: ninja kiln-envd)";
 
   TemplateStore store(store_dir);
@@ -79,7 +79,9 @@ TEST(TemplateBuildTest, BuildsBaseIntoTheSharedStore) {
   });
   ASSERT_TRUE(info) << info.error().message();
   std::cerr << "EnsureBuilt took "
-            << std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - t0).count()
+            << std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                                t0)
+                   .count()
             << " s\n";
   const fs::path& root = info->rootfs;
   EXPECT_EQ(root, store_dir / "base/rootfs");
@@ -96,7 +98,7 @@ TEST(TemplateBuildTest, BuildsBaseIntoTheSharedStore) {
   auto group = tree->ReadFile("etc/group");
   ASSERT_TRUE(group);
   EXPECT_NE(group->find("\nsudo:x:27:user\n"), std::string::npos);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(stat((root / "home/user").c_str(), &st), 0);
   EXPECT_TRUE(S_ISDIR(st.st_mode));
   EXPECT_EQ(st.st_uid, 1000u);
@@ -122,11 +124,12 @@ TEST(TemplateBuildTest, BuildsBaseIntoTheSharedStore) {
   }
 
   // The tree works: its python and git run (chroot, execve; no shell).
-  auto [py_status, py_out] = RunCommand({"/usr/sbin/chroot", root.string(), "/usr/bin/python3", "-c",
-                                  "import ssl, json, sqlite3; print('py ok')"});
+  auto [py_status, py_out] = RunCommand({"/usr/sbin/chroot", root.string(), "/usr/bin/python3",
+                                         "-c", "import ssl, json, sqlite3; print('py ok')"});
   EXPECT_EQ(py_status, 0) << py_out;
   EXPECT_EQ(py_out, "py ok\n");
-  auto [git_status, git_out] = RunCommand({"/usr/sbin/chroot", root.string(), "/usr/bin/git", "--version"});
+  auto [git_status, git_out] =
+      RunCommand({"/usr/sbin/chroot", root.string(), "/usr/bin/git", "--version"});
   EXPECT_EQ(git_status, 0) << git_out;
   auto [id_status, id_out] =
       RunCommand({"/usr/sbin/chroot", "--userspec=1000:1000", root.string(), "/usr/bin/id", "-un"});

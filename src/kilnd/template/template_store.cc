@@ -110,8 +110,7 @@ std::string TemplateInfoToJson(const TemplateInfo& info) {
   return j.dump(2) + "\n";
 }
 
-Result<TemplateInfo> ParseTemplateInfo(std::string_view text,
-                                       const std::filesystem::path& rootfs) {
+Result<TemplateInfo> ParseTemplateInfo(std::string_view text, const std::filesystem::path& rootfs) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return Fail(Errc::kInvalidArgument, "template metadata is not a JSON object");
@@ -161,14 +160,17 @@ Result<TemplateInfo> TemplateStore::Get(std::string_view name) const {
   std::string quoted = "template '" + std::string(name) + "'";
   auto text = ReadSmallFile(dir / kInfoFile);
   if (!text) {
-    if (text.error().code() == Errc::kNotFound) return Fail(Errc::kNotFound, quoted + " is not built");
+    if (text.error().code() == Errc::kNotFound)
+      return Fail(Errc::kNotFound, quoted + " is not built");
     return Unexpected(std::move(text).error());
   }
   auto info = ParseTemplateInfo(*text, dir / kRootfsDir);
   if (!info || info->name != name) {
-    return Fail(Errc::kNotFound, quoted + " has unreadable metadata in " + (dir / kInfoFile).string());
+    return Fail(Errc::kNotFound,
+                quoted + " has unreadable metadata in " + (dir / kInfoFile).string());
   }
-  if (const Recipe* recipe = FindRecipe(name); recipe != nullptr && info->recipe != recipe->Stamp()) {
+  if (const Recipe* recipe = FindRecipe(name);
+      recipe != nullptr && info->recipe != recipe->Stamp()) {
     return Fail(Errc::kNotFound, quoted + " was built from an older recipe (" + info->recipe + ")");
   }
   std::error_code ec;
@@ -238,6 +240,7 @@ Result<TemplateInfo> TemplateStore::Build(const Recipe& recipe,
   };
   KILN_LOG(Info, "building template", {"template", recipe.name}, {"mirror", job.mirror});
   KILN_TRY(options_.builder(job));
+  build.ForgetBuilder();
 
   TemplateInfo info;
   info.name = recipe.name;

@@ -22,21 +22,20 @@
 namespace kiln::kilnd::tmpl {
 
 struct TemplateInfo {
-  std::string name;                // "base"
-  std::filesystem::path rootfs;    // <store>/<name>/rootfs
+  std::string name;              // "base"
+  std::filesystem::path rootfs;  // <store>/<name>/rootfs
   std::string default_user = "user";
   std::string workdir = "/home/user";
   std::map<std::string, std::string> env;
-  std::string created_at;          // RFC 3339, UTC
-  std::string recipe;              // Recipe::Stamp() of the recipe it was built from
+  std::string created_at;  // RFC 3339, UTC
+  std::string recipe;      // Recipe::Stamp() of the recipe it was built from
 };
 
 // template.json: the fields of TemplateInfo except rootfs, plus "format": 1.
 std::string TemplateInfoToJson(const TemplateInfo& info);
 // kInvalidArgument for malformed JSON or fields of the wrong type; `rootfs` is filled in from
 // the argument.
-Result<TemplateInfo> ParseTemplateInfo(std::string_view json,
-                                       const std::filesystem::path& rootfs);
+Result<TemplateInfo> ParseTemplateInfo(std::string_view json, const std::filesystem::path& rootfs);
 
 struct StoreOptions {
   // Debian mirror for builds; empty: HostDebianMirror() at build time.
@@ -72,8 +71,7 @@ class TemplateStore {
   // replaced atomically. `progress` (may be empty) is called on this thread.
   // kNotFound: no recipe named `name`, or `envd_binary` is missing. Build failures carry the
   // builder's error (e.g. debootstrap's last lines).
-  Result<TemplateInfo> EnsureBuilt(std::string_view name,
-                                   const std::filesystem::path& envd_binary,
+  Result<TemplateInfo> EnsureBuilt(std::string_view name, const std::filesystem::path& envd_binary,
                                    const ProgressFn& progress) const;
 
  private:

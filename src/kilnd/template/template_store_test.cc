@@ -1,6 +1,9 @@
 #include "kilnd/template/template_store.h"
 
+#include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,10 +11,11 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
-#include <gtest/gtest.h>
 #include <mutex>
 #include <sstream>
 #include <thread>
+
+#include "sys/spawn.h"
 
 namespace kiln::kilnd::tmpl {
 namespace {
@@ -47,6 +51,20 @@ class TemplateStoreTest : public testing::Test {
     o.builder = [this](const BuildJob& job) -> Status {
       ++builds_;
       last_job_mirror_ = job.mirror;
+      if (record_builder_) {
+        // A real child, as debootstrap would be, so the record has a live pid to name.
+        sys::SpawnSpec spec;
+        spec.path = "/bin/sleep";
+        spec.argv = {"sleep", "1000"};
+        spec.cwd = "/";
+        spec.uid = getuid();
+        spec.gid = getgid();
+        auto pid = sys::Spawn(spec);
+        if (!pid) return Unexpected(pid.error());
+        job.on_child(*pid);
+        kill(*pid, SIGKILL);
+        waitpid(*pid, nullptr, 0);
+      }
       fs::create_directories(job.rootfs / "bin");
       std::ofstream(job.rootfs / "bin/marker") << "v" << job.recipe.version;
       if (job.progress) job.progress({"download", "fake", 50});
@@ -74,13 +92,15 @@ class TemplateStoreTest : public testing::Test {
   std::atomic<int> builds_ = 0;
   std::string last_job_mirror_;
   bool fail_ = false;
+  bool record_builder_ = false;
 };
 
 TEST_F(TemplateStoreTest, BuildsOnceThenFindsIt) {
   TemplateStore store(store_dir_, Options());
   EXPECT_EQ(store.Get("base").error().code(), Errc::kNotFound);
   std::vector<BuildProgress> progress;
-  auto info = store.EnsureBuilt("base", envd_, [&](const BuildProgress& p) { progress.push_back(p); });
+  auto info =
+      store.EnsureBuilt("base", envd_, [&](const BuildProgress& p) { progress.push_back(p); });
   ASSERT_TRUE(info) << info.error().message();
   EXPECT_EQ(builds_, 1);
   EXPECT_EQ(last_job_mirror_, "http://mirror.example/debian");
@@ -104,6 +124,19 @@ TEST_F(TemplateStoreTest, BuildsOnceThenFindsIt) {
   auto list = store.List();
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0].name, "base");
+}
+
+TEST_F(TemplateStoreTest, TheBuilderRecordIsNotInstalled) {
+  record_builder_ = true;
+  TemplateStore store(store_dir_, Options());
+  auto info = store.EnsureBuilt("base", envd_, nullptr);
+  ASSERT_TRUE(info) << info.error().message();
+  std::vector<std::string> entries;
+  for (const auto& e : fs::directory_iterator(store_dir_ / "base")) {
+    entries.push_back(e.path().filename());
+  }
+  std::ranges::sort(entries);
+  EXPECT_EQ(entries, (std::vector<std::string>{"rootfs", "template.json"}));
 }
 
 TEST_F(TemplateStoreTest, FailedBuildLeavesNothing) {
@@ -241,8 +274,8 @@ TEST(RecipeTest, BuiltinBase) {
   std::vector<Recipe> recipes = BuiltinRecipes();
   ASSERT_EQ(recipes.size(), 1u);
   EXPECT_EQ(recipes[0].name, "base");
-  for (const char* pkg : {"bash", "coreutils", "python3", "git", "curl", "sudo", "procps",
-                          "ca-certificates"}) {
+  for (const char* pkg :
+       {"bash", "coreutils", "python3", "git", "curl", "sudo", "procps", "ca-certificates"}) {
     EXPECT_NE(std::ranges::find(recipes[0].packages, pkg), recipes[0].packages.end()) << pkg;
   }
 }
