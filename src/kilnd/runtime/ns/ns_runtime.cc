@@ -395,6 +395,10 @@ Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
                         std::to_string(options_.id_count) + "\n";
   if (auto st = WriteProcFile(proc + "/uid_map", uid_map); !st) return wrap(std::move(st).error());
   if (auto st = WriteProcFile(proc + "/gid_map", gid_map); !st) return wrap(std::move(st).error());
+  if (auto st = WriteProcFile(proc + "/oom_score_adj", std::to_string(options_.oom_score_adj));
+      !st) {
+    return wrap(std::move(st).error());
+  }
   if (auto st = parts.cgroup->Attach(pid, /*cloned_into=*/true); !st) {
     return wrap(std::move(st).error());
   }

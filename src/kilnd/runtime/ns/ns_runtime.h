@@ -46,6 +46,10 @@ struct NsRuntimeOptions {
   // Agent stdout/stderr: <state_dir>/sandboxes/<id>/envd.log when true, else /dev/null.
   bool envd_log = true;
   uint16_t envd_port = 49983;
+  // oom_score_adj of the sandbox's init (inherited by everything in it), set explicitly so a
+  // sandbox never inherits kilnd's own (possibly negative, i.e. protected) value. Positive
+  // values make the host's OOM killer prefer sandboxes over host services.
+  int oom_score_adj = 0;
   // Bounds on waits for the kernel (freeze, kill) and for a child's setup.
   std::chrono::milliseconds timeout{10000};
 };

@@ -115,6 +115,7 @@ TEST_F(NsRuntimeTest, CommandRunsAsShiftedRootWithReducedPrivileges) {
   std::string status = ReadFile("/proc/" + std::to_string(inst->init_pid()) + "/status");
   EXPECT_NE(status.find("Uid:\t100000\t100000\t100000\t100000"), std::string::npos) << status;
   EXPECT_NE(status.find("Gid:\t100000\t100000\t100000\t100000"), std::string::npos) << status;
+  EXPECT_EQ(ReadFile("/proc/" + std::to_string(inst->init_pid()) + "/oom_score_adj"), "0\n");
   ASSERT_TRUE(inst->Kill());
 }
 
