@@ -17,3 +17,7 @@ fi
 
 echo "== envd_start_bench"
 "$build/bench/envd_start_bench" --envd "$build/src/cmd/kiln-envd" "$@"
+
+echo "== kilnd_create_bench"
+if [[ ! -x "$build/bench/kilnd_create_bench" ]]; then ninja -C "$build" kilnd_create_bench; fi
+"$(dirname "$0")/kilnd_bench.sh" "$build"

@@ -7,7 +7,8 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates curl
   libboost1.74-dev nlohmann-json3-dev libssl-dev zlib1g-dev
   libgtest-dev libgmock-dev
-  debootstrap util-linux iproute2 procps
+  libmnl-dev libnftables-dev libseccomp-dev libsqlite3-dev
+  debootstrap util-linux iproute2 procps python3 bubblewrap
   nodejs
 )
 

@@ -106,6 +106,23 @@ json MetricJson(const MetricSample& m) {
   return j;
 }
 
+json StatusJson(const SandboxManager& m) {
+  json j = json::object();
+  json pool = json::object();
+  for (const auto& [name, ready] : m.PoolStatus()) {
+    json p = json::object();
+    p["ready"] = ready.first;
+    p["target"] = ready.second;
+    pool[name] = p;
+  }
+  j["pool"] = pool;
+  size_t running = 0, paused = 0;
+  for (const auto& r : m.List()) (r.state == "paused" ? paused : running)++;
+  j["running"] = running;
+  j["paused"] = paused;
+  return j;
+}
+
 // Parses a JSON object body; an empty body is an empty object.
 Result<json> ParseObject(const std::string& body) {
   if (body.empty()) return json::object();
@@ -209,6 +226,11 @@ http::Task<void> Api::Handle(http::Exchange& ex) {
   }
   if (!keys_.Verify(head.Header("x-api-key"))) {
     co_await ex.Respond(Response::JsonError(401, "Invalid API key"));
+    co_return;
+  }
+  if (seg.size() == 2 && seg[0] == "kiln" && seg[1] == "status" && m == Verb::get) {
+    // kiln's own: warm pool fill and sandbox count (for operators and benchmarks).
+    co_await ex.Respond(Response::Json(200, Dump(StatusJson(manager_))));
     co_return;
   }
   bool v2 = !seg.empty() && seg[0] == "v2";

@@ -231,7 +231,13 @@ http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
     return std::shared_ptr<Instance>(std::move(*inst));
   };
   auto created = co_await Offload(workers_, std::move(create));
-  if (!created) co_return Unexpected(std::move(created).error().Wrap("create sandbox"));
+  if (!created) {
+    // A setup failure is the server's problem, whatever errno the kernel gave (EACCES would
+    // otherwise read as the client's 403).
+    Errc code = created.error().code() == Errc::kResourceExhausted ? Errc::kResourceExhausted
+                                                                   : Errc::kInternal;
+    co_return Unexpected(Error(code, "create sandbox: " + created.error().message()));
+  }
   std::shared_ptr<Instance> instance = std::move(*created);
   if (auto st = co_await WaitAgentReady(*instance); !st) {
     co_await Destroy(instance);
@@ -243,6 +249,14 @@ http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
 size_t SandboxManager::pool_ready(const std::string& template_id) const {
   auto it = pool_.find(template_id);
   return it == pool_.end() ? 0 : it->second.size();
+}
+
+std::map<std::string, std::pair<size_t, size_t>> SandboxManager::PoolStatus() const {
+  std::map<std::string, std::pair<size_t, size_t>> out;
+  for (const auto& t : options_.pool_templates) {
+    out[t] = {pool_ready(t), static_cast<size_t>(std::max(0, options_.pool_size))};
+  }
+  return out;
 }
 
 void SandboxManager::MaybeRefill(const std::string& template_id) {

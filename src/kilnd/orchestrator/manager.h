@@ -105,6 +105,8 @@ class SandboxManager {
   Result<std::shared_ptr<Instance>> RunningInstance(const std::string& id) const;
 
   size_t pool_ready(const std::string& template_id) const;
+  // template -> (ready, target) for every pooled template.
+  std::map<std::string, std::pair<size_t, size_t>> PoolStatus() const;
 
  private:
   struct Sandbox;

@@ -65,7 +65,7 @@ export class Kilnd {
     return this
   }
 
-  // The environment the SDK reads.
+  // The SDK's connection options (after a restart the port changes: call it again).
   env() {
     return { apiKey: this.apiKey, apiUrl: this.url, sandboxUrl: this.url }
   }

@@ -1,6 +1,7 @@
 // Pause and resume through the SDK, and what survives a kilnd that is killed with SIGKILL.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { Sandbox } from 'e2b'
 import { startKilnd, waitFor, hostLeftovers, T } from './harness.mjs'
 
@@ -16,6 +17,12 @@ after(async () => {
   await kilnd?.stop()
   kilnd?.cleanup()
 })
+
+// Host processes running `sleep <arg>` (sandbox processes are visible from the host).
+function sleepers(arg) {
+  const out = execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' })
+  return out.split('\n').filter((l) => l.trim() === `sleep ${arg}`).length
+}
 
 test('pause and resume keep files, env vars and processes', T, async () => {
   const sbx = await Sandbox.create('base', { ...opts, envs: { KEPT: 'across-pause' } })
@@ -49,14 +56,17 @@ test('kilnd killed with SIGKILL: nothing left behind, paused sandboxes survive w
   await keep.files.write('/home/user/survivor.txt', 'still here')
   assert.equal(await keep.pause(), true)
   const lost = await Sandbox.create('base', opts)
-  await lost.commands.run('sleep 600', { background: true, timeoutMs: 0 })
+  await lost.commands.run('sleep 6061', { background: true, timeoutMs: 0 })
+  assert.equal(sleepers('6061'), 1)
 
   await kilnd.stop('SIGKILL')
   // The sandboxes' processes were children of kilnd's sandboxes; the next start must clean them.
   await kilnd.start()
+  opts = kilnd.env()  // a new port; same data dir and API key
 
+  // The restarted kilnd removed what the dead one left: the lost sandbox's processes are gone.
+  assert.equal(sleepers('6061'), 0)
   const left = hostLeftovers(kilnd.name)
-  // After a restart only the new pool sandbox may exist.
   assert.equal(await Sandbox.kill(lost.sandboxId, opts), false, 'a running sandbox cannot survive kilnd')
   const info = await Sandbox.getInfo(keep.sandboxId, opts)
   assert.equal(info.state, 'paused')
@@ -71,10 +81,14 @@ test('SIGTERM stops kilnd cleanly: no sandbox processes, veths or cgroups remain
   const sbx = await Sandbox.create('base', opts)
   await sbx.commands.run('sleep 600', { background: true, timeoutMs: 0 })
   await kilnd.stop('SIGTERM')
-  const left = hostLeftovers(kilnd.name)
-  assert.deepEqual(left.veths, [])
+  // A veth goes when its namespace is torn down, which the kernel finishes asynchronously.
+  const left = await waitFor(() => {
+    const l = hostLeftovers(kilnd.name)
+    return l.veths.length === 0 && l
+  }, { timeoutMs: 5_000, what: 'sandbox veths to go' })
   assert.deepEqual(left.mounts, [])
   for (const c of left.cgroups) assert.equal(c.procs, '', `processes left in ${c.dir}`)
   await kilnd.start()
+  opts = kilnd.env()
   assert.equal(await Sandbox.kill(sbx.sandboxId, opts), false)
 })

@@ -1,0 +1,296 @@
+// kilnd: the kiln host daemon. Parses flags, opens the state, builds the base template if
+// needed, wires runtime + orchestrator + API + proxy onto one listener, and runs.
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "base/log.h"
+#include "http/server.h"
+#include "kilnd/api/api.h"
+#include "kilnd/net/host_network.h"
+#include "kilnd/orchestrator/api_keys.h"
+#include "kilnd/orchestrator/manager.h"
+#include "kilnd/orchestrator/store.h"
+#include "kilnd/proxy/proxy.h"
+#include "kilnd/runtime/ns/ns_runtime.h"
+#include "kilnd/template/template_store.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace kiln;
+using namespace kiln::kilnd;
+
+struct Flags {
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 3000;
+  fs::path data_dir = "/var/lib/kiln";
+  fs::path template_dir;  // default <data-dir>/templates
+  fs::path envd;          // default: kiln-envd beside this binary
+  std::string name = "kiln";
+  std::string subnet = "10.201.0.0/16";
+  std::string domain;
+  int pool_size = 2;
+  uint64_t memory_mb = 512;
+  uint32_t cpu_millis = 1000;
+  uint64_t disk_mb = 1024;
+  uint32_t pids = 1024;
+  int64_t default_timeout_s = 300;
+  bool build_templates = true;
+  bool build_only = false;
+  log::Level level = log::Level::kInfo;
+  bool json_log = false;
+};
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: kilnd [--listen HOST:PORT] [--data-dir DIR] [--template-dir DIR]\n"
+               "             [--envd PATH] [--name NAME] [--subnet CIDR] [--domain DOMAIN]\n"
+               "             [--pool-size N] [--memory-mb N] [--cpus N] [--disk-mb N] [--pids N]\n"
+               "             [--default-timeout SECONDS] [--no-build] [--log-level LEVEL] [--json-log]\n"
+               "\n"
+               "  --listen         control API and sandbox proxy (default 127.0.0.1:3000; port 0 = any)\n"
+               "  --data-dir       state: kiln.db, snapshots (default /var/lib/kiln)\n"
+               "  --template-dir   template store (default <data-dir>/templates)\n"
+               "  --name           instance name for cgroups, nftables and veths (default kiln)\n"
+               "  --subnet         sandbox addresses, a /30 each (default 10.201.0.0/16)\n"
+               "  --pool-size      warm sandboxes kept per template (default 2)\n"
+               "  --no-build       do not build the base template when it is missing\n"
+               "  --build-only     build the base template if needed, then exit\n");
+}
+
+bool ParseUint(const char* s, uint64_t& out) {
+  if (!s || !*s) return false;
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(s, &end, 10);
+  if (*end != '\0') return false;
+  out = v;
+  return true;
+}
+
+bool ParseFlags(int argc, char** argv, Flags& f) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    uint64_t n = 0;
+    if (a == "--listen") {
+      const char* v = value();
+      if (!v) return false;
+      std::string s = v;
+      size_t colon = s.rfind(':');
+      if (colon == std::string::npos || !ParseUint(s.c_str() + colon + 1, n) || n > 65535) {
+        return false;
+      }
+      f.listen_host = s.substr(0, colon);
+      f.listen_port = static_cast<uint16_t>(n);
+    } else if (a == "--data-dir") {
+      const char* v = value();
+      if (!v) return false;
+      f.data_dir = v;
+    } else if (a == "--template-dir") {
+      const char* v = value();
+      if (!v) return false;
+      f.template_dir = v;
+    } else if (a == "--envd") {
+      const char* v = value();
+      if (!v) return false;
+      f.envd = v;
+    } else if (a == "--name") {
+      const char* v = value();
+      if (!v) return false;
+      f.name = v;
+    } else if (a == "--subnet") {
+      const char* v = value();
+      if (!v) return false;
+      f.subnet = v;
+    } else if (a == "--domain") {
+      const char* v = value();
+      if (!v) return false;
+      f.domain = v;
+    } else if (a == "--pool-size") {
+      if (!ParseUint(value(), n) || n > 1000) return false;
+      f.pool_size = static_cast<int>(n);
+    } else if (a == "--memory-mb") {
+      if (!ParseUint(value(), n) || n < 16) return false;
+      f.memory_mb = n;
+    } else if (a == "--cpus") {
+      if (!ParseUint(value(), n) || n < 1 || n > 256) return false;
+      f.cpu_millis = static_cast<uint32_t>(n * 1000);
+    } else if (a == "--disk-mb") {
+      if (!ParseUint(value(), n) || n < 1) return false;
+      f.disk_mb = n;
+    } else if (a == "--pids") {
+      if (!ParseUint(value(), n) || n < 8) return false;
+      f.pids = static_cast<uint32_t>(n);
+    } else if (a == "--default-timeout") {
+      if (!ParseUint(value(), n)) return false;
+      f.default_timeout_s = static_cast<int64_t>(n);
+    } else if (a == "--no-build") {
+      f.build_templates = false;
+    } else if (a == "--build-only") {
+      f.build_only = true;
+    } else if (a == "--log-level") {
+      const char* v = value();
+      auto level = v ? log::ParseLevel(v) : std::nullopt;
+      if (!level) return false;
+      f.level = *level;
+    } else if (a == "--json-log") {
+      f.json_log = true;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+fs::path SelfDir() {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::path(".") : self.parent_path();
+}
+
+int Fatal(std::string_view what, const Error& e) {
+  KILN_LOG(Error, "kilnd cannot start", {"step", std::string(what)}, {"error", e.message()});
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  if (!ParseFlags(argc, argv, flags)) {
+    Usage();
+    return 2;
+  }
+  log::SetMinLevel(flags.level);
+  log::SetJson(flags.json_log);
+  signal(SIGPIPE, SIG_IGN);
+  if (geteuid() != 0) {
+    std::fprintf(stderr, "kilnd: must run as root (namespaces, cgroups, networking)\n");
+    return 1;
+  }
+  if (flags.template_dir.empty()) flags.template_dir = flags.data_dir / "templates";
+  if (flags.envd.empty()) flags.envd = SelfDir() / "kiln-envd";
+  std::error_code ec;
+  if (!fs::exists(flags.envd, ec)) {
+    return Fatal("kiln-envd", Error(Errc::kNotFound, flags.envd.string() + " not found (--envd)"));
+  }
+  tmpl::TemplateStore templates(flags.template_dir);
+  if (flags.build_templates || flags.build_only) {
+    auto built = templates.EnsureBuilt("base", flags.envd, [](const tmpl::BuildProgress& p) {
+      KILN_LOG(Info, "building template base", {"phase", p.phase}, {"percent", p.percent},
+               {"detail", p.detail});
+    });
+    if (!built) return Fatal("template base", built.error());
+    if (flags.build_only) return 0;
+  }
+
+  fs::create_directories(flags.data_dir, ec);
+  if (ec) return Fatal("data dir", Error(Errc::kUnavailable, flags.data_dir.string() + ": " + ec.message()));
+  chmod(flags.data_dir.c_str(), 0700);
+
+  auto store = Store::Open(flags.data_dir / "kiln.db");
+  if (!store) return Fatal("state store", store.error());
+  ApiKeys keys(**store);
+  if (auto st = keys.Load(); !st) return Fatal("api keys", st.error());
+  if (keys.empty()) {
+    auto key = keys.Create("initial");
+    if (!key) return Fatal("api key", key.error());
+    // Shown once: only its hash is kept.
+    std::printf("kilnd: created the first API key (shown only now, keep it):\n  E2B_API_KEY=%s\n",
+                key->c_str());
+    std::fflush(stdout);
+  }
+
+  if (auto st = net::HostNetwork::RemoveLeftovers(flags.name); !st) {
+    return Fatal("network cleanup", st.error());
+  }
+  auto network = net::HostNetwork::Setup(net::NetworkConfig{flags.name, flags.subnet});
+  if (!network) return Fatal("network", network.error());
+
+  ns::NsRuntimeOptions rt_options;
+  rt_options.name = flags.name;
+  rt_options.network = network->get();
+  auto runtime = ns::NsRuntime::Create(rt_options);
+  if (!runtime) return Fatal("runtime", runtime.error());
+  if (auto st = (*runtime)->CleanupStale(); !st) return Fatal("runtime cleanup", st.error());
+
+  TemplateResolver resolve = [&templates](std::string_view name) -> Result<TemplateSpec> {
+    auto info = templates.Get(name);
+    if (!info) {
+      if (info.error().code() == Errc::kNotFound || info.error().code() == Errc::kInvalidArgument) {
+        return Fail(Errc::kNotFound, "template \"" + std::string(name) + "\" not found");
+      }
+      return Unexpected(std::move(info).error());
+    }
+    TemplateSpec spec;
+    spec.name = info->name;
+    spec.rootfs = info->rootfs;
+    spec.default_user = info->default_user;
+    spec.workdir = info->workdir;
+    spec.env = info->env;
+    return spec;
+  };
+
+  ManagerOptions m;
+  m.data_dir = flags.data_dir;
+  m.envd_binary = flags.envd;
+  m.limits.memory_bytes = flags.memory_mb << 20;
+  m.limits.cpu_millis = flags.cpu_millis;
+  m.limits.disk_bytes = flags.disk_mb << 20;
+  m.limits.pids = flags.pids;
+  m.pool_size = flags.pool_size;
+  m.default_timeout_s = flags.default_timeout_s;
+
+  boost::asio::io_context io(1);
+  SandboxManager manager(io, **store, **runtime, resolve, m);
+  if (auto st = manager.Start(); !st) return Fatal("orchestrator", st.error());
+  Api api(manager, keys, ApiOptions{flags.domain});
+  Proxy proxy(manager);
+
+  http::Server server(
+      io,
+      [&api, &proxy](http::Exchange& ex) -> http::Task<void> {
+        if (auto target = RouteRequest(ex.request())) {
+          return proxy.Handle(ex, std::move(*target));
+        }
+        return api.Handle(ex);
+      },
+      http::ServerOptions{});
+  if (auto st = server.Listen(flags.listen_host, flags.listen_port); !st) {
+    return Fatal("listen", st.error());
+  }
+  server.Start();
+
+  boost::asio::signal_set stop(io, SIGINT, SIGTERM);
+  stop.async_wait([&](const boost::system::error_code& e, int) {
+    if (e) return;
+    KILN_LOG(Info, "kilnd stopping");
+    boost::asio::co_spawn(
+        io,
+        [&]() -> http::Task<void> {
+          co_await manager.Shutdown();
+          io.stop();
+        },
+        boost::asio::detached);
+  });
+  // A line for people and for scripts that wait for readiness.
+  std::printf("kilnd: ready on http://%s:%u (data %s)\n", flags.listen_host.c_str(),
+              server.port(), flags.data_dir.c_str());
+  std::fflush(stdout);
+  KILN_LOG(Info, "kilnd listening", {"addr", flags.listen_host}, {"port", server.port()});
+  io.run();
+  return 0;
+}
