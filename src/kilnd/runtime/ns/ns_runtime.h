@@ -44,7 +44,9 @@ struct NsRuntimeOptions {
   // (sudo) from gaining privileges inside the sandbox.
   bool no_new_privs = true;
   // Agent stdout/stderr: <state_dir>/sandboxes/<id>/envd.log when true, else /dev/null.
-  bool envd_log = true;
+  // SECURITY: off by default. The file is on the host and has no size limit; a process in the
+  // sandbox can reopen it through /proc/1/fd/1 and fill the host's disk. For debugging.
+  bool envd_log = false;
   uint16_t envd_port = 49983;
   // oom_score_adj of the sandbox's init (inherited by everything in it), set explicitly so a
   // sandbox never inherits kilnd's own (possibly negative, i.e. protected) value. Positive

@@ -95,6 +95,19 @@ TEST_F(NsRuntimeTest, CreateAnswersHealth) {
   ASSERT_TRUE(inst->Kill());
 }
 
+TEST_F(NsRuntimeTest, AgentLogGoesToTheSandboxDirWhenEnabled) {
+  options_.envd_log = true;
+  auto rt = NsRuntime::Create(options_);
+  ASSERT_TRUE(rt) << rt.error().message();
+  auto inst = (*rt)->Create(Spec("log"));
+  ASSERT_TRUE(inst) << inst.error().message();
+  ASSERT_TRUE(GetHealth(**inst));
+  std::string log = ReadFile(options_.state_dir / "sandboxes/log/envd.log");
+  EXPECT_NE(log.find("kiln-envd listening"), std::string::npos) << log;
+  ASSERT_TRUE((*inst)->Kill());
+  EXPECT_FALSE(std::filesystem::exists(options_.state_dir / "sandboxes/log"));
+}
+
 TEST_F(NsRuntimeTest, CommandRunsAsShiftedRootWithReducedPrivileges) {
   auto inst = MustCreate(Spec("iso"));
   ASSERT_TRUE(inst);
