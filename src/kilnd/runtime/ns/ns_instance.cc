@@ -1,6 +1,7 @@
 #include "kilnd/runtime/ns/ns_instance.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -42,8 +43,22 @@ void ChildProcess::Kill() {
   if (pidfd_) linux_api::PidfdSendSignal(pidfd_.get(), SIGKILL);
 }
 
-Status ChildProcess::Reap() {
+bool ChildProcess::Exited() const {
+  if (!pidfd_) return false;
+  pollfd p{pidfd_.get(), POLLIN, 0};
+  return poll(&p, 1, 0) == 1;
+}
+
+Status ChildProcess::Reap(std::chrono::milliseconds timeout) {
   if (!pidfd_) return {};
+  pollfd p{pidfd_.get(), POLLIN, 0};
+  int ready;
+  do {
+    ready = poll(&p, 1, static_cast<int>(timeout.count()));
+  } while (ready < 0 && errno == EINTR);
+  if (ready == 0) {
+    return Fail(Errc::kTimeout, "sandbox init " + std::to_string(pid_) + " did not exit");
+  }
   siginfo_t info{};
   int r;
   do {
@@ -148,7 +163,7 @@ Status NsInstance::Kill() {
   // view; SIGKILL of init covers a failed cgroup write.
   if (parts_.cgroup) keep_first(parts_.cgroup->Kill(parts_.timeout));
   parts_.init.Kill();
-  keep_first(parts_.init.Reap());
+  keep_first(parts_.init.Reap(parts_.timeout));
   // The network namespace (and with it the veth) goes when its last reference does; only then
   // may the link give back its slot.
   parts_.netns.reset();

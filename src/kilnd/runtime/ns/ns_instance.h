@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -29,9 +30,12 @@ class ChildProcess {
 
   pid_t pid() const { return pid_; }
   int pidfd() const { return pidfd_.get(); }
+  // Whether the process has exited (not reaped yet); false after Reap().
+  bool Exited() const;
   void Kill();
-  // Waits for the exit (blocking) and collects the status; idempotent.
-  Status Reap();
+  // Waits up to `timeout` for the exit and collects the status; idempotent. kTimeout leaves
+  // the process held (a process stuck in the kernel cannot block kilnd forever).
+  Status Reap(std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
  private:
   pid_t pid_ = -1;

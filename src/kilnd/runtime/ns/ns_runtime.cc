@@ -386,6 +386,12 @@ Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
   }
   pid_t pid = parts.init.pid();
   auto clone_done = Clock::now();
+  // On any failure from here on the child goes first: nothing it holds (network slot,
+  // cgroup) is released while it runs.
+  ScopeExit kill_child([&parts] {
+    parts.init.Kill();
+    (void)parts.init.Reap();
+  });
 
   // Parent side of the setup, while the child waits for the go message.
   std::string proc = "/proc/" + std::to_string(pid);
@@ -419,6 +425,10 @@ Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
   }
   auto net_done = Clock::now();
   if (auto st = WaitForExec(sync.get(), options_.timeout); !st) return wrap(std::move(st).error());
+  // EOF also comes from a child that died before exec without a report (e.g. SIGKILLed).
+  if (parts.init.Exited()) {
+    return wrap(Error(Errc::kInternal, "sandbox init exited during setup"));
+  }
   auto done = Clock::now();
 
   auto us = [](auto d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
@@ -428,6 +438,7 @@ Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
            {"maps_idmap_us", us(go_sent - clone_done)}, {"net_us", us(net_done - go_sent)},
            {"child_wait_us", us(done - net_done)});
   remove_dir.Dismiss();
+  kill_child.Dismiss();
   return std::make_unique<NsInstance>(std::move(parts));
 }
 
