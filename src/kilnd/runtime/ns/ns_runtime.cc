@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "base/log.h"
-#include "base/scope_exit.h"
 #include "kilnd/runtime/ns/linux_api.h"
 #include "kilnd/runtime/ns/ns_instance.h"
 #include "kilnd/runtime/ns/sandbox_child.h"
@@ -277,8 +276,9 @@ Status NsRuntime::CleanupStale() {
   return {};
 }
 
-Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
-  auto start = Clock::now();
+namespace {
+
+Status ValidateSpec(const InstanceSpec& spec) {
   KILN_TRY(CheckId(spec.id));
   KILN_TRY(CheckHostname(spec.hostname));
   std::error_code ec;
@@ -291,155 +291,193 @@ Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
   if (spec.limits.disk_bytes < (1 << 20)) {
     return Fail(Errc::kInvalidArgument, "disk limit below 1 MiB");
   }
-  auto wrap = [&spec](Error e) { return Unexpected(std::move(e).Wrap("create sandbox " + spec.id)); };
+  return {};
+}
 
-  NsInstanceParts parts;
-  parts.id = spec.id;
-  parts.timeout = options_.timeout;
-  parts.cpu_count = std::max<uint32_t>(1, (spec.limits.cpu_millis + 999) / 1000);
-  parts.sandbox_dir = sandboxes_dir_ / spec.id;
-  if (mkdir(parts.sandbox_dir.c_str(), 0700) < 0) {
-    if (errno == EEXIST) {
-      return Fail(Errc::kAlreadyExists, "sandbox " + spec.id + " already exists");
-    }
-    return wrap(Error::FromErrno(errno, "mkdir " + parts.sandbox_dir.string()));
-  }
-  ScopeExit remove_dir([&parts] {
+// Builds one sandbox step by step. Until Finish() hands everything to an NsInstance, the
+// destructor undoes what was done: the child is killed first, then the rest is released by
+// its owners (cgroup, network link, layer mount) and the host directory is removed.
+class SandboxBuilder {
+ public:
+  SandboxBuilder(const NsRuntimeOptions& options, const InstanceSpec& spec)
+      : o_(options), spec_(spec) {}
+  ~SandboxBuilder() {
+    if (finished_) return;
+    parts_.init.Kill();
+    (void)parts_.init.Reap();
     std::error_code ignored;
-    if (!parts.sandbox_dir.empty()) std::filesystem::remove_all(parts.sandbox_dir, ignored);
-  });
-
-  UniqueFd log_fd;
-  if (options_.envd_log) {
-    log_fd.reset(open((parts.sandbox_dir / "envd.log").c_str(),
-                      O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!log_fd) return wrap(Error::FromErrno(errno, "open agent log"));
+    if (made_dir_) std::filesystem::remove_all(parts_.sandbox_dir, ignored);
   }
 
-  auto cg = cgroups_->Create(spec.id);
-  if (!cg) return wrap(std::move(cg).error());
-  parts.cgroup = std::move(*cg);
-  cgroup::Limits limits{spec.limits.memory_bytes, spec.limits.pids, spec.limits.cpu_millis};
-  if (auto st = parts.cgroup->SetLimits(limits); !st) return wrap(std::move(st).error());
+  // Host side, before the clone: sandbox dir, agent log, cgroup, writable layer, agent mount.
+  Status PrepareHost(const std::filesystem::path& sandboxes_dir, cgroup::CgroupBackend& cgroups) {
+    parts_.id = spec_.id;
+    parts_.timeout = o_.timeout;
+    parts_.cpu_count = std::max<uint32_t>(1, (spec_.limits.cpu_millis + 999) / 1000);
+    parts_.sandbox_dir = sandboxes_dir / spec_.id;
+    if (mkdir(parts_.sandbox_dir.c_str(), 0700) < 0) {
+      if (errno == EEXIST) return Fail(Errc::kAlreadyExists, "sandbox exists already");
+      return FailErrno("mkdir " + parts_.sandbox_dir.string());
+    }
+    made_dir_ = true;
+    if (o_.envd_log) {
+      log_fd_.reset(open((parts_.sandbox_dir / "envd.log").c_str(),
+                         O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600));
+      if (!log_fd_) return FailErrno("open agent log");
+    }
+    KILN_ASSIGN_OR_RETURN(parts_.cgroup, cgroups.Create(spec_.id));
+    KILN_TRY(parts_.cgroup->SetLimits(
+        {spec_.limits.memory_bytes, spec_.limits.pids, spec_.limits.cpu_millis}));
+    t_cgroup_ = Clock::now();
+    KILN_ASSIGN_OR_RETURN(Layer layer, MakeLayer(spec_, o_.uid_base, o_.gid_base));
+    parts_.layer = std::move(layer.mount);
+    parts_.upper = std::move(layer.upper);
+    KILN_ASSIGN_OR_RETURN(envd_tree_, CloneEnvd(spec_.envd_binary));
+    t_prepared_ = Clock::now();
+    return {};
+  }
 
-  auto cgroup_done = Clock::now();
-  auto layer = MakeLayer(spec, options_.uid_base, options_.gid_base);
-  if (!layer) return wrap(std::move(layer).error());
-  parts.layer = std::move(layer->mount);
-  parts.upper = std::move(layer->upper);
-  auto envd_tree = CloneEnvd(spec.envd_binary);
-  if (!envd_tree) return wrap(std::move(envd_tree).error());
+  // Fills the child's plan; `storage_` and the paths keep what it points to alive.
+  void Plan(const ChildPlan& runtime_part, const std::filesystem::path& mnt_layer,
+            const std::filesystem::path& mnt_lower) {
+    storage_.overlay_options = "lowerdir=" + mnt_lower.string() +
+                               ",upperdir=" + (mnt_layer / "upper").string() +
+                               ",workdir=" + (mnt_layer / "work").string() + ",userxattr";
+    storage_.args = {kEnvdPath, "--listen", "0.0.0.0", "--port", std::to_string(o_.envd_port)};
+    storage_.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOME=/root", "LANG=C.UTF-8"};
+    storage_.argv = CArray(storage_.args);
+    storage_.envp = CArray(storage_.env);
+    plan_ = runtime_part;
+    plan_.layer_fd = parts_.layer.get();
+    plan_.envd_fd = envd_tree_.get();
+    plan_.log_fd = log_fd_.get();
+    plan_.hostname = spec_.hostname.c_str();
+    plan_.overlay_options = storage_.overlay_options.c_str();
+    plan_.envd_target = kEnvdTarget;
+    plan_.envd_path = kEnvdPath;
+    plan_.argv = storage_.argv.data();
+    plan_.envp = storage_.envp.data();
+  }
 
-  PlanStorage storage;
-  storage.hostname = spec.hostname;
-  storage.overlay_options = "lowerdir=" + mnt_lower_.string() +
-                            ",upperdir=" + (mnt_layer_ / "upper").string() +
-                            ",workdir=" + (mnt_layer_ / "work").string() + ",userxattr";
-  storage.args = {kEnvdPath, "--listen", "0.0.0.0", "--port", std::to_string(options_.envd_port)};
-  storage.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                 "HOME=/root", "LANG=C.UTF-8"};
-  storage.argv = CArray(storage.args);
-  storage.envp = CArray(storage.env);
-
-  ChildPlan plan;
-  plan.layer_fd = parts.layer.get();
-  plan.envd_fd = envd_tree->get();
-  plan.log_fd = log_fd.get();
-  plan.hostname = storage.hostname.c_str();
-  std::string mnt_layer = mnt_layer_.string(), mnt_lower = mnt_lower_.string(),
-              mnt_root = mnt_root_.string();
-  plan.mnt_layer = mnt_layer.c_str();
-  plan.mnt_lower = mnt_lower.c_str();
-  plan.mnt_root = mnt_root.c_str();
-  plan.overlay_options = storage.overlay_options.c_str();
-  plan.envd_target = kEnvdTarget;
-  plan.envd_path = kEnvdPath;
-  plan.argv = storage.argv.data();
-  plan.envp = storage.envp.data();
-  plan.seccomp = seccomp_.prog();
-  plan.keep_caps = KeptCapMask();
-  plan.cap_last = cap_last_;
-  plan.no_new_privs = options_.no_new_privs;
-
-  auto cloned_at = Clock::now();  // everything before the clone is host-side preparation
-  UniqueFd sync;
-  {
-    std::lock_guard lock(clone_mu_);
+  // clone3 into new namespaces and the sandbox's cgroup. `clone_mu` is held from creating the
+  // socket pair until the child's end is closed here, so no other child inherits that end
+  // (it would delay our EOF = "exec done").
+  Status Spawn(std::mutex& clone_mu) {
+    std::lock_guard lock(clone_mu);
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
-      return wrap(Error::FromErrno(errno, "socketpair"));
+      return FailErrno("socketpair");
     }
-    sync.reset(pair[0]);
+    sync_.reset(pair[0]);
     UniqueFd child_end(pair[1]);
-    plan.sync_fd = child_end.get();
+    plan_.sync_fd = child_end.get();
     int pidfd = -1;
     clone_args args{};
     args.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |
                  CLONE_NEWUTS | CLONE_PIDFD | CLONE_INTO_CGROUP;
     args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
     args.exit_signal = SIGCHLD;
-    args.cgroup = static_cast<uint64_t>(parts.cgroup->clone_into_fd());
+    args.cgroup = static_cast<uint64_t>(parts_.cgroup->clone_into_fd());
     pid_t pid = linux_api::Clone3(&args);
-    if (pid == 0) RunSandboxChild(plan);
-    if (pid < 0) return wrap(Error::FromErrno(errno, "clone3"));
-    parts.init = ChildProcess(pid, UniqueFd(pidfd));
+    if (pid == 0) RunSandboxChild(plan_);
+    if (pid < 0) return FailErrno("clone3");
+    parts_.init = ChildProcess(pid, UniqueFd(pidfd));
+    proc_ = "/proc/" + std::to_string(pid);
+    t_cloned_ = Clock::now();
+    return {};
   }
-  pid_t pid = parts.init.pid();
-  auto clone_done = Clock::now();
-  // On any failure from here on the child goes first: nothing it holds (network slot,
-  // cgroup) is released while it runs.
-  ScopeExit kill_child([&parts] {
-    parts.init.Kill();
-    (void)parts.init.Reap();
-  });
 
-  // Parent side of the setup, while the child waits for the go message.
-  std::string proc = "/proc/" + std::to_string(pid);
-  std::string uid_map = "0 " + std::to_string(options_.uid_base) + " " +
-                        std::to_string(options_.id_count) + "\n";
-  std::string gid_map = "0 " + std::to_string(options_.gid_base) + " " +
-                        std::to_string(options_.id_count) + "\n";
-  if (auto st = WriteProcFile(proc + "/uid_map", uid_map); !st) return wrap(std::move(st).error());
-  if (auto st = WriteProcFile(proc + "/gid_map", gid_map); !st) return wrap(std::move(st).error());
-  if (auto st = WriteProcFile(proc + "/oom_score_adj", std::to_string(options_.oom_score_adj));
-      !st) {
-    return wrap(std::move(st).error());
+  // While the child waits: id maps, OOM score, the other cgroup hierarchies, then the go
+  // message carrying the idmapped rootfs (which needs the child's user namespace).
+  Status ConfigureChild() {
+    auto map = [](uint32_t base, uint32_t count) {
+      return "0 " + std::to_string(base) + " " + std::to_string(count) + "\n";
+    };
+    KILN_TRY(WriteProcFile(proc_ + "/uid_map", map(o_.uid_base, o_.id_count)));
+    KILN_TRY(WriteProcFile(proc_ + "/gid_map", map(o_.gid_base, o_.id_count)));
+    KILN_TRY(WriteProcFile(proc_ + "/oom_score_adj", std::to_string(o_.oom_score_adj)));
+    KILN_TRY(parts_.cgroup->Attach(parts_.init.pid(), /*cloned_into=*/true));
+    KILN_ASSIGN_OR_RETURN(UniqueFd lower, CloneIdmappedRootfs(spec_.rootfs, parts_.init.pid()));
+    KILN_TRY(SendGo(sync_.get(), lower.get()));
+    envd_tree_.reset();
+    t_go_ = Clock::now();
+    return {};
   }
-  if (auto st = parts.cgroup->Attach(pid, /*cloned_into=*/true); !st) {
-    return wrap(std::move(st).error());
-  }
-  auto lower = CloneIdmappedRootfs(spec.rootfs, pid);
-  if (!lower) return wrap(std::move(lower).error());
-  if (auto st = SendGo(sync.get(), lower->get()); !st) return wrap(std::move(st).error());
-  lower->reset();
-  envd_tree->reset();
-  auto go_sent = Clock::now();
 
-  // The network is set up while the child builds its root file system.
-  parts.netns.reset(open((proc + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
-  if (!parts.netns) return wrap(Error::FromErrno(errno, "open network namespace"));
-  if (options_.network) {
-    auto link = options_.network->Attach(parts.netns.get(), spec.egress.internet);
-    if (!link) return wrap(std::move(link).error());
-    parts.link = std::move(*link);
+  // Runs while the child builds its root file system.
+  Status AttachNetwork() {
+    parts_.netns.reset(open((proc_ + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!parts_.netns) return FailErrno("open network namespace");
+    if (o_.network) {
+      KILN_ASSIGN_OR_RETURN(parts_.link, o_.network->Attach(parts_.netns.get(),
+                                                            spec_.egress.internet));
+    }
+    t_net_ = Clock::now();
+    return {};
   }
-  auto net_done = Clock::now();
-  if (auto st = WaitForExec(sync.get(), options_.timeout); !st) return wrap(std::move(st).error());
-  // EOF also comes from a child that died before exec without a report (e.g. SIGKILLed).
-  if (parts.init.Exited()) {
-    return wrap(Error(Errc::kInternal, "sandbox init exited during setup"));
-  }
-  auto done = Clock::now();
 
-  auto us = [](auto d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
-  KILN_LOG(Debug, "sandbox started", {"sandbox", spec.id}, {"init_pid", pid},
-           {"total_us", us(done - start)}, {"cgroup_us", us(cgroup_done - start)},
-           {"layer_us", us(cloned_at - cgroup_done)}, {"clone_us", us(clone_done - cloned_at)},
-           {"maps_idmap_us", us(go_sent - clone_done)}, {"net_us", us(net_done - go_sent)},
-           {"child_wait_us", us(done - net_done)});
-  remove_dir.Dismiss();
-  kill_child.Dismiss();
-  return std::make_unique<NsInstance>(std::move(parts));
+  Status AwaitExec() {
+    KILN_TRY(WaitForExec(sync_.get(), o_.timeout));
+    // EOF also comes from a child that died before exec without a report (e.g. SIGKILLed).
+    if (parts_.init.Exited()) return Fail(Errc::kInternal, "sandbox init exited during setup");
+    return {};
+  }
+
+  std::unique_ptr<Instance> Finish(Clock::time_point start) {
+    auto done = Clock::now();
+    auto us = [](auto d) {
+      return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    };
+    KILN_LOG(Debug, "sandbox started", {"sandbox", spec_.id}, {"init_pid", parts_.init.pid()},
+             {"total_us", us(done - start)}, {"cgroup_us", us(t_cgroup_ - start)},
+             {"layer_us", us(t_prepared_ - t_cgroup_)}, {"clone_us", us(t_cloned_ - t_prepared_)},
+             {"maps_idmap_us", us(t_go_ - t_cloned_)}, {"net_us", us(t_net_ - t_go_)},
+             {"child_wait_us", us(done - t_net_)});
+    finished_ = true;
+    return std::make_unique<NsInstance>(std::move(parts_));
+  }
+
+ private:
+  const NsRuntimeOptions& o_;
+  const InstanceSpec& spec_;
+  NsInstanceParts parts_;
+  bool made_dir_ = false;
+  bool finished_ = false;
+  UniqueFd log_fd_;
+  UniqueFd envd_tree_;
+  UniqueFd sync_;
+  PlanStorage storage_;
+  ChildPlan plan_;
+  std::string proc_;
+  Clock::time_point t_cgroup_, t_prepared_, t_cloned_, t_go_, t_net_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
+  auto start = Clock::now();
+  auto built = [&]() -> Result<std::unique_ptr<Instance>> {
+    KILN_TRY(ValidateSpec(spec));
+    SandboxBuilder b(options_, spec);
+    KILN_TRY(b.PrepareHost(sandboxes_dir_, *cgroups_));
+    ChildPlan common;
+    common.mnt_layer = mnt_layer_.c_str();
+    common.mnt_lower = mnt_lower_.c_str();
+    common.mnt_root = mnt_root_.c_str();
+    common.seccomp = seccomp_.prog();
+    common.keep_caps = KeptCapMask();
+    common.cap_last = cap_last_;
+    common.no_new_privs = options_.no_new_privs;
+    b.Plan(common, mnt_layer_, mnt_lower_);
+    KILN_TRY(b.Spawn(clone_mu_));
+    KILN_TRY(b.ConfigureChild());
+    KILN_TRY(b.AttachNetwork());
+    KILN_TRY(b.AwaitExec());
+    return b.Finish(start);
+  }();
+  if (!built) return Unexpected(std::move(built).error().Wrap("create sandbox " + spec.id));
+  return built;
 }
 
 }  // namespace kiln::kilnd::ns
