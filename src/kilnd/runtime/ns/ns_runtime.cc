@@ -388,8 +388,8 @@ class SandboxBuilder {
     return {};
   }
 
-  // While the child waits: id maps, OOM score, the other cgroup hierarchies, then the go
-  // message carrying the idmapped rootfs (which needs the child's user namespace).
+  // While the child waits: id maps and OOM score, then the go message carrying the idmapped
+  // rootfs (which needs the child's user namespace).
   Status ConfigureChild() {
     auto map = [](uint32_t base, uint32_t count) {
       return "0 " + std::to_string(base) + " " + std::to_string(count) + "\n";
@@ -397,11 +397,22 @@ class SandboxBuilder {
     KILN_TRY(WriteProcFile(proc_ + "/uid_map", map(o_.uid_base, o_.id_count)));
     KILN_TRY(WriteProcFile(proc_ + "/gid_map", map(o_.gid_base, o_.id_count)));
     KILN_TRY(WriteProcFile(proc_ + "/oom_score_adj", std::to_string(o_.oom_score_adj)));
-    KILN_TRY(parts_.cgroup->Attach(parts_.init.pid(), /*cloned_into=*/true));
     KILN_ASSIGN_OR_RETURN(UniqueFd lower, CloneIdmappedRootfs(spec_.rootfs, parts_.init.pid()));
     KILN_TRY(SendGo(sync_.get(), lower.get()));
     envd_tree_.reset();
     t_go_ = Clock::now();
+    return {};
+  }
+
+  // Runs while the child builds its root file system: the hierarchies clone3 did not cover
+  // (cgroup v1), then the message that lets the child go on to exec.
+  Status AttachCgroups() {
+    KILN_TRY(parts_.cgroup->Attach(parts_.init.pid(), /*cloned_into=*/true));
+    char byte = 'c';
+    if (send(sync_.get(), &byte, 1, MSG_NOSIGNAL) != 1) {
+      return FailErrno("send cgroups-ready to sandbox child");
+    }
+    t_cgroups_ = Clock::now();
     return {};
   }
 
@@ -432,7 +443,8 @@ class SandboxBuilder {
     KILN_LOG(Debug, "sandbox started", {"sandbox", spec_.id}, {"init_pid", parts_.init.pid()},
              {"total_us", us(done - start)}, {"cgroup_us", us(t_cgroup_ - start)},
              {"layer_us", us(t_prepared_ - t_cgroup_)}, {"clone_us", us(t_cloned_ - t_prepared_)},
-             {"maps_idmap_us", us(t_go_ - t_cloned_)}, {"net_us", us(t_net_ - t_go_)},
+             {"maps_idmap_us", us(t_go_ - t_cloned_)}, {"cgroups_us", us(t_cgroups_ - t_go_)},
+             {"net_us", us(t_net_ - t_cgroups_)},
              {"child_wait_us", us(done - t_net_)});
     finished_ = true;
     return std::make_unique<NsInstance>(std::move(parts_));
@@ -450,7 +462,7 @@ class SandboxBuilder {
   PlanStorage storage_;
   ChildPlan plan_;
   std::string proc_;
-  Clock::time_point t_cgroup_, t_prepared_, t_cloned_, t_go_, t_net_;
+  Clock::time_point t_cgroup_, t_prepared_, t_cloned_, t_go_, t_cgroups_, t_net_;
 };
 
 }  // namespace
@@ -472,6 +484,7 @@ Result<std::unique_ptr<Instance>> NsRuntime::Create(const InstanceSpec& spec) {
     b.Plan(common, mnt_layer_, mnt_lower_);
     KILN_TRY(b.Spawn(clone_mu_));
     KILN_TRY(b.ConfigureChild());
+    KILN_TRY(b.AttachCgroups());
     KILN_TRY(b.AttachNetwork());
     KILN_TRY(b.AwaitExec());
     return b.Finish(start);

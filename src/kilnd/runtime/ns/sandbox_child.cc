@@ -23,6 +23,7 @@ namespace kiln::kilnd::ns {
 const char* ChildStageName(ChildStage stage) {
   switch (stage) {
     case ChildStage::kWaitParent: return "wait for parent";
+    case ChildStage::kWaitCgroups: return "wait for cgroups";
     case ChildStage::kCredentials: return "set credentials";
     case ChildStage::kCgroupNamespace: return "cgroup namespace";
     case ChildStage::kHostname: return "sethostname";
@@ -94,6 +95,17 @@ int ReceiveLower(const Child& c) {
   int fd;
   std::memcpy(&fd, CMSG_DATA(cm), sizeof fd);
   return fd;
+}
+
+// Waits for the parent's second message: the process is in all of the sandbox's cgroups.
+void WaitForCgroups(const Child& c) {
+  char byte = 0;
+  ssize_t n;
+  do {
+    n = recv(c.plan.sync_fd, &byte, 1, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) _exit(125);  // the parent gave up on this sandbox
+  if (n < 0) c.Fail(ChildStage::kWaitCgroups);
 }
 
 void BringUpLoopback(const Child& c) {
@@ -261,11 +273,14 @@ void RunSandboxChild(const ChildPlan& plan) {
   c.Check(syscall(SYS_setresgid, 0, 0, 0) == 0 && syscall(SYS_setgroups, 0, nullptr) == 0 &&
               syscall(SYS_setresuid, 0, 0, 0) == 0,
           ChildStage::kCredentials);
-  // Now that the parent has put us into the sandbox's cgroups, they become the namespace root.
-  c.Check(unshare(CLONE_NEWCGROUP) == 0, ChildStage::kCgroupNamespace);
   c.Check(sethostname(plan.hostname, std::strlen(plan.hostname)) == 0, ChildStage::kHostname);
   BringUpLoopback(c);
   BuildRoot(c, lower_fd);
+  // The parent moves us into the v1 cgroups while we build the root (a cgroup v1 migration
+  // waits for an RCU grace period: milliseconds on a busy host). Once there, the groups become
+  // the cgroup namespace's root.
+  WaitForCgroups(c);
+  c.Check(unshare(CLONE_NEWCGROUP) == 0, ChildStage::kCgroupNamespace);
   ResetProcess(c);
   DropPrivileges(c);
   execve(plan.envd_path, plan.argv, plan.envp);

@@ -1,8 +1,8 @@
 #pragma once
 
 // What a sandbox's first process does between clone3 and exec of kiln-envd: wait for the
-// parent (uid/gid maps, cgroups, idmapped lower layer), build the root file system, drop
-// privileges, load seccomp, exec. Everything it needs is prepared by the parent in a
+// parent (uid/gid maps, idmapped lower layer), build the root file system, wait until the
+// parent has put it into its cgroups, drop privileges, load seccomp, exec. Everything it needs is prepared by the parent in a
 // ChildPlan; the child only makes system calls (no allocation, no locks, no logging) and
 // reports a failure as a fixed-size ChildReport on its sync socket.
 
@@ -14,6 +14,7 @@ namespace kiln::kilnd::ns {
 
 enum class ChildStage : int32_t {
   kWaitParent = 1,
+  kWaitCgroups,
   kCredentials,
   kCgroupNamespace,
   kHostname,
