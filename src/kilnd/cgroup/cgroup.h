@@ -103,6 +103,9 @@ class CgroupBackend {
   // Kills the processes of every group under the parent (left by a kilnd that died), waits
   // until each is empty, and removes them and the parent.
   virtual Status RemoveLeftovers() = 0;
+
+  // Removes the parent directories if no group is left in them (best effort, for shutdown).
+  virtual void RemoveParentIfEmpty() = 0;
 };
 
 }  // namespace kiln::kilnd::cgroup

@@ -105,6 +105,11 @@ class HybridBackend final : public CgroupBackend {
     return RemoveLeftoverGroups(layout_.unified, v1_roots_, parent_);
   }
 
+  void RemoveParentIfEmpty() override {
+    RemoveParentDirs(v1_roots_, parent_);
+    RemoveParentDirs({layout_.unified}, parent_);
+  }
+
  private:
   Layout layout_;
   std::string parent_;

@@ -302,6 +302,23 @@ TEST_F(CgroupTest, DestructorKillsAndRemoves) {
   EXPECT_FALSE(std::filesystem::exists(layout_.unified / parent_ / "dtor"));
 }
 
+TEST_F(CgroupTest, RemoveParentIfEmptyKeepsBusyParents) {
+  UseBackend(layout_);
+  auto g = backend_->Create("busy");
+  ASSERT_TRUE(g);
+  backend_->RemoveParentIfEmpty();
+  EXPECT_TRUE(std::filesystem::exists(layout_.unified / parent_ / "busy"));
+  ASSERT_TRUE((*g)->Kill(1s));
+  ASSERT_TRUE((*g)->Remove());
+  backend_->RemoveParentIfEmpty();
+  EXPECT_FALSE(std::filesystem::exists(layout_.unified / parent_));
+  if (layout_.hybrid()) {
+    EXPECT_FALSE(std::filesystem::exists(layout_.v1_memory / parent_));
+  }
+  auto again = backend_->Create("again");  // the parent comes back
+  ASSERT_TRUE(again) << again.error().message();
+}
+
 TEST_F(CgroupTest, RemoveLeftoversKillsAndRemovesEverything) {
   UseBackend(layout_);
   // What a dead kilnd leaves: groups with processes, made by hand here so no owner exists.

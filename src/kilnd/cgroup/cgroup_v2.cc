@@ -81,7 +81,18 @@ class V2Backend final : public CgroupBackend {
   Result<std::unique_ptr<Cgroup>> Create(std::string_view name) override {
     KILN_TRY(CheckName(name, "group"));
     KILN_TRY(EnsureParent());
-    KILN_ASSIGN_OR_RETURN(auto dirs, MakeGroupDirs({root_}, parent_, name));
+    auto made = MakeGroupDirs({root_}, parent_, name);
+    if (!made && made.error().sys_errno() == ENOENT) {
+      // The parent was removed behind our back (RemoveParentIfEmpty elsewhere): make it again.
+      {
+        std::lock_guard lock(mu_);
+        parent_ready_ = false;
+      }
+      KILN_TRY(EnsureParent());
+      made = MakeGroupDirs({root_}, parent_, name);
+    }
+    if (!made) return std::unexpected(std::move(made).error());
+    auto dirs = std::move(*made);
     auto fd = OpenDir(dirs[0]);
     if (!fd) {
       rmdir(dirs[0].c_str());
@@ -94,6 +105,12 @@ class V2Backend final : public CgroupBackend {
     std::lock_guard lock(mu_);
     parent_ready_ = false;
     return RemoveLeftoverGroups(root_, {}, parent_);
+  }
+
+  void RemoveParentIfEmpty() override {
+    std::lock_guard lock(mu_);
+    parent_ready_ = false;
+    RemoveParentDirs({root_}, parent_);
   }
 
  private:

@@ -115,6 +115,10 @@ Result<std::vector<std::filesystem::path>> MakeGroupDirs(
   return made;
 }
 
+void RemoveParentDirs(const std::vector<std::filesystem::path>& roots, const std::string& parent) {
+  for (const auto& root : roots) rmdir((root / parent).c_str());
+}
+
 Status RemoveLeftoverGroups(const std::filesystem::path& unified,
                             const std::vector<std::filesystem::path>& v1_roots,
                             const std::string& parent) {

@@ -53,6 +53,9 @@ Status RemoveLeftoverGroups(const std::filesystem::path& unified,
                             const std::vector<std::filesystem::path>& v1_roots,
                             const std::string& parent);
 
+// rmdir of <root>/<parent> for each root; errors (not empty, gone) are ignored.
+void RemoveParentDirs(const std::vector<std::filesystem::path>& roots, const std::string& parent);
+
 std::unique_ptr<CgroupBackend> MakeV2Backend(const Layout& layout, std::string parent);
 std::unique_ptr<CgroupBackend> MakeHybridBackend(const Layout& layout, std::string parent);
 

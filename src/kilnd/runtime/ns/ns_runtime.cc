@@ -264,6 +264,8 @@ Result<std::unique_ptr<NsRuntime>> NsRuntime::Create(
   return rt;
 }
 
+NsRuntime::~NsRuntime() { cgroups_->RemoveParentIfEmpty(); }
+
 Status NsRuntime::CleanupStale() {
   KILN_TRY(cgroups_->RemoveLeftovers());
   if (!options_.network) KILN_TRY(net::HostNetwork::RemoveLeftovers(options_.name));

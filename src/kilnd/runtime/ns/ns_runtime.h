@@ -65,6 +65,9 @@ class NsRuntime final : public Runtime {
   static Result<std::unique_ptr<NsRuntime>> Create(
       const NsRuntimeOptions& options, std::unique_ptr<cgroup::CgroupBackend> cgroups = nullptr);
 
+  // Removes the instance's cgroup parent directories if no sandbox group is left in them.
+  ~NsRuntime() override;
+
   std::string_view name() const override { return "ns"; }
 
   // kInvalidArgument for a bad id, a missing rootfs or agent; kAlreadyExists when a sandbox
