@@ -43,6 +43,10 @@ class NsRuntimeTest : public ::testing::Test {
     }
     rootfs_ = rootfs;
     envd_ = envd;
+    if (!std::filesystem::is_directory(rootfs_ / "etc") || !std::filesystem::exists(envd_)) {
+      GTEST_SKIP() << "no rootfs at " << rootfs_ << " or no kiln-envd at " << envd_
+                   << " (tests/e2e/make-rootfs.sh builds the rootfs)";
+    }
     name_ = "kt" + std::to_string(getpid() % 100000);
     scratch_ = std::filesystem::path("/tmp") / ("kiln-ns-test-" + std::to_string(getpid()));
     std::filesystem::create_directories(scratch_);
