@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sched.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "base/scope_exit.h"
 #include "kilnd/net/netns.h"
 #include "kilnd/net/nftables.h"
 #include "kilnd/net/test_support.h"
@@ -31,7 +34,7 @@ using testing::Listener;
 // namespaces the test creates; traffic goes only to them and to this host's own addresses.
 class HostNetworkTest : public ::testing::Test {
  protected:
-  // `k` (1..14) picks name kntest<k>, subnet 10.(240+k).0.0/16, fake internet 203.0.113.4k/30
+  // `k` (1..15) picks name kntest<k>, subnet 10.(240+k).0.0/16, fake internet 203.0.113.4k/30
   // and a private network 10.99.k.0/30.
   void Init(int k, std::string subnet = "") {
     k_ = k;
@@ -165,6 +168,52 @@ TEST_F(HostNetworkTest, SandboxReachesInternetMasqueraded) {
   Connection c = ConnectFrom(sbx.ns.get(), inet.peer_addr, server.port);
   ASSERT_EQ(c.error, 0) << std::strerror(c.error);
   // The fake internet has no route to the sandbox subnet: it sees the host's address.
+  EXPECT_EQ(testing::AcceptPeer(server), inet.host_addr);
+}
+
+// What the ns runtime does: the network namespace belongs to the sandbox's user namespace
+// (clone with CLONE_NEWUSER | CLONE_NEWNET), whose root could reconfigure it.
+TEST_F(HostNetworkTest, AttachesANamespaceOwnedByAUserNamespace) {
+  KILN_REQUIRE_ROOT();
+  Init(16, "10.238.0.0/16");
+  int ready[2], done[2];
+  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(done, O_CLOEXEC), 0);
+  UniqueFd ready_r(ready[0]), ready_w(ready[1]), done_r(done[0]), done_w(done[1]);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Only async-signal-safe calls between fork and _exit. Without its copy of the write end,
+    // the read below ends when the parent closes `done` (or dies).
+    ::close(done[1]);
+    char c = ::unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0 ? 'y' : 'n';
+    (void)!::write(ready[1], &c, 1);
+    (void)!::read(done[0], &c, 1);
+    ::_exit(0);
+  }
+  ScopeExit reap([&] {
+    done_w.reset();
+    ::waitpid(child, nullptr, 0);
+  });
+  char c = 0;
+  ASSERT_EQ(::read(ready_r.get(), &c, 1), 1);
+  ASSERT_EQ(c, 'y');
+  std::string path = "/proc/" + std::to_string(child) + "/ns/net";
+  NetNamespace ns(UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)));
+  ASSERT_TRUE(ns);
+  std::string user_path = "/proc/" + std::to_string(child) + "/ns/user";
+  char own[64] = {}, theirs[64] = {};
+  ASSERT_GT(::readlink("/proc/self/ns/user", own, sizeof own - 1), 0);
+  ASSERT_GT(::readlink(user_path.c_str(), theirs, sizeof theirs - 1), 0);
+  EXPECT_STRNE(own, theirs);
+
+  FakePeer inet = Internet();
+  ASSERT_TRUE(inet.ns);
+  Listener server = Listen(inet.ns.get(), inet.peer_addr);
+  Result<std::unique_ptr<SandboxLink>> link = network_->Attach(ns.get(), true);
+  ASSERT_TRUE(link) << link.error().message();
+  Connection conn = ConnectFrom(ns.get(), inet.peer_addr, server.port);
+  EXPECT_EQ(conn.error, 0) << std::strerror(conn.error);
   EXPECT_EQ(testing::AcceptPeer(server), inet.host_addr);
 }
 
