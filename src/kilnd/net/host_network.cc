@@ -8,6 +8,7 @@
 #include <optional>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "base/log.h"
 #include "base/scope_exit.h"
@@ -67,6 +68,7 @@ Status ValidateName(const std::string& name) {
 struct SlotLayout {
   Ipv4Cidr subnet;
   uint32_t slot_count = 0;
+  std::vector<Ipv4Cidr> blocked_extra;
 };
 
 Result<SlotLayout> ValidateConfig(const NetworkConfig& config) {
@@ -83,7 +85,13 @@ Result<SlotLayout> ValidateConfig(const NetworkConfig& config) {
                                             std::to_string(slot_count) + " slots: interface '" +
                                             longest + "' exceeds 15 characters");
   }
-  return SlotLayout{subnet, slot_count};
+  std::vector<Ipv4Cidr> blocked_extra;
+  for (const std::string& text : config.blocked_extra) {
+    Result<Ipv4Cidr> prefix = ParseIpv4Cidr(text);
+    if (!prefix) return std::unexpected(std::move(prefix).error().Wrap("blocked_extra"));
+    blocked_extra.push_back(*prefix);
+  }
+  return SlotLayout{subnet, slot_count, std::move(blocked_extra)};
 }
 
 // Turns on IPv4 forwarding (net.ipv4.ip_forward) for the host: sandbox traffic is routed
@@ -128,7 +136,8 @@ Result<std::unique_ptr<HostNetwork>> HostNetwork::Setup(const NetworkConfig& con
   KILN_ASSIGN_OR_RETURN(SlotLayout layout, ValidateConfig(config));
   KILN_ASSIGN_OR_RETURN(NftContext nft, NftContext::Create());
   std::string prefix = config.name + "-";
-  if (auto ok = nft.Run(HostRuleset(config.name, prefix, layout.subnet)); !ok) {
+  if (auto ok = nft.Run(HostRuleset(config.name, prefix, layout.subnet, layout.blocked_extra));
+      !ok) {
     return std::unexpected(std::move(ok).error().Wrap("create table inet " + config.name));
   }
   auto state = std::make_shared<State>(config, layout.subnet, layout.slot_count, std::move(nft));

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "kilnd/net/ipv4.h"
@@ -29,6 +30,10 @@ struct NetworkConfig {
   // IPv4 subnet the sandboxes' /30 slots come from (prefix length 8..30): slot i is the i-th
   // /30; its first address (.1 of slot 0) is the host side, the second (.2) the sandbox.
   std::string subnet = "10.201.0.0/16";
+  // More IPv4 prefixes sandboxes may not reach, on top of the built-in special-purpose ranges
+  // (loopback, private, CGNAT, link-local, multicast, reserved): typically the host's own LAN
+  // when it uses public addresses, e.g. {"192.0.2.0/24"}.
+  std::vector<std::string> blocked_extra;
 };
 
 class SandboxLink;

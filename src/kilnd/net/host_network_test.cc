@@ -107,6 +107,11 @@ TEST(HostNetworkConfigTest, RejectsBadConfigs) {
     ASSERT_FALSE(n) << name;
     EXPECT_EQ(n.error().code(), Errc::kInvalidArgument) << name;
   }
+  NetworkConfig extra;
+  extra.blocked_extra = {"192.0.2.0/24", "192.0.2.1"};
+  Result<std::unique_ptr<HostNetwork>> bad_extra = HostNetwork::Setup(extra);
+  ASSERT_FALSE(bad_extra);
+  EXPECT_NE(bad_extra.error().message().find("blocked_extra"), std::string::npos);
   for (const char* subnet : {"10.0.0.0", "10.0.0.0/31", "10.0.0.0/4", "10.0.0.1/16", "x/16"}) {
     NetworkConfig config;
     config.subnet = subnet;
@@ -311,6 +316,19 @@ TEST_F(HostNetworkTest, PrivateAndMetadataAddressesAreUnreachable) {
   ExpectRefusedFast(ConnectFrom(sbx.ns.get(), meta.peer_addr, meta_server.port), "169.254.169.254");
   EXPECT_FALSE(testing::HasPendingConnection(priv_server));
   EXPECT_FALSE(testing::HasPendingConnection(meta_server));
+}
+
+TEST_F(HostNetworkTest, ExtraBlockedPrefixesAreUnreachable) {
+  KILN_REQUIRE_ROOT();
+  config_.blocked_extra = {"198.51.100.0/24"};  // say, the host's LAN
+  Init(18, "10.236.0.0/16");
+  FakePeer lan = Peer("p", Addr("198.51.100.182"), Addr("198.51.100.181"));
+  ASSERT_TRUE(lan.ns);
+  Listener server = Listen(lan.ns.get(), lan.peer_addr);
+  Sandbox sbx = Attach(/*internet=*/true);
+  ASSERT_TRUE(sbx.link);
+  ExpectRefusedFast(ConnectFrom(sbx.ns.get(), lan.peer_addr, server.port), "blocked_extra");
+  EXPECT_FALSE(testing::HasPendingConnection(server));
 }
 
 TEST_F(HostNetworkTest, SpoofedSourceAddressesAreDropped) {

@@ -13,7 +13,8 @@ constexpr std::string_view kBlockedDestinations =
 
 }  // namespace
 
-std::string HostRuleset(std::string_view table, std::string_view ifname_prefix, Ipv4Cidr subnet) {
+std::string HostRuleset(std::string_view table, std::string_view ifname_prefix, Ipv4Cidr subnet,
+                        const std::vector<Ipv4Cidr>& blocked_extra) {
   std::string t(table);
   std::string sbx = "\"" + std::string(ifname_prefix) + "*\"";
   std::string net = subnet.ToString();
@@ -21,8 +22,10 @@ std::string HostRuleset(std::string_view table, std::string_view ifname_prefix, 
   out += "table inet " + t + " {\n";
   // Sandboxes whose address is here reach nothing through the host (SandboxLink::SetInternet).
   out += "  set no_internet { type ipv4_addr; }\n";
-  out += "  set blocked { type ipv4_addr; flags interval; elements = { ";
+  // auto-merge: extra prefixes may overlap the built-in ones.
+  out += "  set blocked { type ipv4_addr; flags interval; auto-merge; elements = { ";
   out += kBlockedDestinations;
+  for (const Ipv4Cidr& extra : blocked_extra) out += ", " + extra.ToString();
   out += " }; }\n";
   // Before conntrack (raw priority), so refused packets leave no state behind. Sandboxes get no
   // IPv6. A sandbox's root may change its own address: the source must be the one the host

@@ -4,14 +4,17 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "kilnd/net/ipv4.h"
 
 namespace kiln::kilnd::net {
 
 // Commands that replace table `inet <table>` (created empty first so that deleting it cannot
-// fail) with the sandbox ruleset: veths named `<ifname_prefix>*` carry sandboxes of `subnet`.
-std::string HostRuleset(std::string_view table, std::string_view ifname_prefix, Ipv4Cidr subnet);
+// fail) with the sandbox ruleset: veths named `<ifname_prefix>*` carry sandboxes of `subnet`,
+// which may reach neither the built-in blocked ranges nor `blocked_extra`.
+std::string HostRuleset(std::string_view table, std::string_view ifname_prefix, Ipv4Cidr subnet,
+                        const std::vector<Ipv4Cidr>& blocked_extra = {});
 
 // Commands that delete table `inet <table>` whether or not it exists.
 std::string RemoveTableCommands(std::string_view table);

@@ -21,6 +21,13 @@ TEST(RulesetTest, MatchesSandboxesByPrefixAndSubnet) {
   EXPECT_NE(rs.find("set no_internet"), std::string::npos);
 }
 
+TEST(RulesetTest, AddsExtraBlockedPrefixes) {
+  std::string rs = HostRuleset("kt", "kt-", *ParseIpv4Cidr("10.210.0.0/16"),
+                               {*ParseIpv4Cidr("192.0.2.0/24"), *ParseIpv4Cidr("10.1.0.0/16")});
+  EXPECT_NE(rs.find("240.0.0.0/4, 192.0.2.0/24, 10.1.0.0/16 }"), std::string::npos) << rs;
+  EXPECT_NE(rs.find("auto-merge"), std::string::npos);
+}
+
 TEST(RulesetTest, SetElementCommands) {
   EXPECT_EQ(AddNoInternetCommand("kt", *ParseIpv4("10.210.0.6")),
             "add element inet kt no_internet { 10.210.0.6 }\n");
