@@ -1,6 +1,7 @@
 // kilnd: the kiln host daemon. Parses flags, opens the state, builds the base template if
 // needed, wires runtime + orchestrator + API + proxy onto one listener, and runs.
 
+#include <arpa/inet.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,7 +15,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "base/log.h"
 #include "http/server.h"
@@ -50,6 +54,7 @@ struct Flags {
   int64_t default_timeout_s = 300;
   bool build_templates = true;
   bool build_only = false;
+  std::vector<std::string> blocked;
   log::Level level = log::Level::kInfo;
   bool json_log = false;
 };
@@ -59,7 +64,8 @@ void Usage() {
                "usage: kilnd [--listen HOST:PORT] [--data-dir DIR] [--template-dir DIR]\n"
                "             [--envd PATH] [--name NAME] [--subnet CIDR] [--domain DOMAIN]\n"
                "             [--pool-size N] [--memory-mb N] [--cpus N] [--disk-mb N] [--pids N]\n"
-               "             [--default-timeout SECONDS] [--no-build] [--log-level LEVEL] [--json-log]\n"
+               "             [--default-timeout SECONDS] [--block CIDR]... [--no-build] [--build-only]\n"
+               "             [--log-level LEVEL] [--json-log]\n"
                "\n"
                "  --listen         control API and sandbox proxy (default 127.0.0.1:3000; port 0 = any)\n"
                "  --data-dir       state: kiln.db, snapshots (default /var/lib/kiln)\n"
@@ -67,6 +73,8 @@ void Usage() {
                "  --name           instance name for cgroups, nftables and veths (default kiln)\n"
                "  --subnet         sandbox addresses, a /30 each (default 10.201.0.0/16)\n"
                "  --pool-size      warm sandboxes kept per template (default 2)\n"
+               "  --block          a destination sandboxes may not reach, in addition to the host, its\n"
+               "                   directly connected networks, private and link-local ranges\n"
                "  --no-build       do not build the base template when it is missing\n"
                "  --build-only     build the base template if needed, then exit\n");
 }
@@ -139,6 +147,10 @@ bool ParseFlags(int argc, char** argv, Flags& f) {
       f.default_timeout_s = static_cast<int64_t>(n);
     } else if (a == "--no-build") {
       f.build_templates = false;
+    } else if (a == "--block") {
+      const char* v = value();
+      if (!v) return false;
+      f.blocked.push_back(v);
     } else if (a == "--build-only") {
       f.build_only = true;
     } else if (a == "--log-level") {
@@ -155,10 +167,42 @@ bool ParseFlags(int argc, char** argv, Flags& f) {
   return true;
 }
 
+// Destinations of the host's directly connected IPv4 routes (its LANs), from /proc/net/route,
+// except loopback and the sandboxes' own veths.
+std::vector<std::string> HostConnectedNetworks(const std::string& veth_prefix) {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/net/route");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string iface, dest, gateway, flags, refcnt, use, metric, mask;
+    if (!(f >> iface >> dest >> gateway >> flags >> refcnt >> use >> metric >> mask)) continue;
+    if (iface == "lo" || iface.rfind(veth_prefix, 0) == 0 || gateway != "00000000") continue;
+    uint32_t d = static_cast<uint32_t>(std::strtoul(dest.c_str(), nullptr, 16));
+    uint32_t m = static_cast<uint32_t>(std::strtoul(mask.c_str(), nullptr, 16));
+    if (m == 0) continue;  // a default route is not a LAN
+    // /proc/net/route prints the addresses in host byte order of a little-endian load.
+    char addr[INET_ADDRSTRLEN];
+    in_addr ia{d};
+    inet_ntop(AF_INET, &ia, addr, sizeof addr);
+    int prefix = __builtin_popcount(m);
+    out.push_back(std::string(addr) + "/" + std::to_string(prefix));
+  }
+  return out;
+}
+
 fs::path SelfDir() {
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
   return ec ? fs::path(".") : self.parent_path();
+}
+
+Result<tmpl::TemplateInfo> BuildBase(const tmpl::TemplateStore& templates, const fs::path& envd) {
+  return templates.EnsureBuilt("base", envd, [](const tmpl::BuildProgress& p) {
+    KILN_LOG(Info, "building template base", {"phase", p.phase}, {"percent", p.percent},
+             {"detail", p.detail});
+  });
 }
 
 int Fatal(std::string_view what, const Error& e) {
@@ -188,13 +232,9 @@ int main(int argc, char** argv) {
     return Fatal("kiln-envd", Error(Errc::kNotFound, flags.envd.string() + " not found (--envd)"));
   }
   tmpl::TemplateStore templates(flags.template_dir);
-  if (flags.build_templates || flags.build_only) {
-    auto built = templates.EnsureBuilt("base", flags.envd, [](const tmpl::BuildProgress& p) {
-      KILN_LOG(Info, "building template base", {"phase", p.phase}, {"percent", p.percent},
-               {"detail", p.detail});
-    });
-    if (!built) return Fatal("template base", built.error());
-    if (flags.build_only) return 0;
+  if (flags.build_only) {
+    auto built = BuildBase(templates, flags.envd);
+    return built ? 0 : Fatal("template base", built.error());
   }
 
   fs::create_directories(flags.data_dir, ec);
@@ -203,6 +243,15 @@ int main(int argc, char** argv) {
 
   auto store = Store::Open(flags.data_dir / "kiln.db");
   if (!store) return Fatal("state store", store.error());
+  if (flags.build_templates) {
+    auto built = BuildBase(templates, flags.envd);
+    if (!built) return Fatal("template base", built.error());
+  }
+  std::vector<TemplateRow> template_rows;
+  for (const auto& t : templates.List()) {
+    template_rows.push_back(TemplateRow{t.name, t.rootfs.string(), t.recipe, t.created_at});
+  }
+  if (auto st = (*store)->SyncTemplates(template_rows); !st) return Fatal("templates", st.error());
   ApiKeys keys(**store);
   if (auto st = keys.Load(); !st) return Fatal("api keys", st.error());
   if (keys.empty()) {
@@ -217,7 +266,14 @@ int main(int argc, char** argv) {
   if (auto st = net::HostNetwork::RemoveLeftovers(flags.name); !st) {
     return Fatal("network cleanup", st.error());
   }
-  auto network = net::HostNetwork::Setup(net::NetworkConfig{flags.name, flags.subnet});
+  net::NetworkConfig net_config;
+  net_config.name = flags.name;
+  net_config.subnet = flags.subnet;
+  // The host's own networks (its LAN, whatever range it uses) are never a sandbox's business.
+  net_config.blocked_extra = HostConnectedNetworks(flags.name + "-");
+  for (const auto& b : flags.blocked) net_config.blocked_extra.push_back(b);
+  auto network = net::HostNetwork::Setup(net_config);
+  for (const auto& b : net_config.blocked_extra) KILN_LOG(Info, "sandboxes may not reach", {"network", b});
   if (!network) return Fatal("network", network.error());
 
   ns::NsRuntimeOptions rt_options;

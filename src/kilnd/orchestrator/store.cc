@@ -28,6 +28,12 @@ CREATE TABLE IF NOT EXISTS sandboxes (
   ended_at_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sandboxes_state ON sandboxes(state);
+CREATE TABLE IF NOT EXISTS templates (
+  name TEXT PRIMARY KEY,
+  rootfs TEXT NOT NULL,
+  recipe TEXT NOT NULL DEFAULT '',
+  created_at TEXT NOT NULL DEFAULT ''
+);
 CREATE TABLE IF NOT EXISTS api_keys (
   id TEXT PRIMARY KEY,
   name TEXT NOT NULL DEFAULT '',
@@ -252,6 +258,40 @@ Status Store::DeleteApiKey(const std::string& id) {
   st.Bind(1, id);
   KILN_TRY(st.Step());
   return {};
+}
+
+Status Store::SyncTemplates(const std::vector<TemplateRow>& rows) {
+  KILN_TRY(Exec("BEGIN"));
+  auto body = [&]() -> Status {
+    KILN_TRY(Exec("DELETE FROM templates"));
+    for (const auto& r : rows) {
+      Statement st(db_, "INSERT INTO templates (name, rootfs, recipe, created_at) VALUES (?,?,?,?)");
+      KILN_TRY(st.ok());
+      st.Bind(1, r.name);
+      st.Bind(2, r.rootfs);
+      st.Bind(3, r.recipe);
+      st.Bind(4, r.created_at);
+      KILN_TRY(st.Step());
+    }
+    return {};
+  }();
+  if (!body) {
+    (void)Exec("ROLLBACK");
+    return body;
+  }
+  return Exec("COMMIT");
+}
+
+Result<std::vector<TemplateRow>> Store::ListTemplates() {
+  Statement st(db_, "SELECT name, rootfs, recipe, created_at FROM templates ORDER BY name");
+  KILN_TRY(st.ok());
+  std::vector<TemplateRow> out;
+  for (;;) {
+    KILN_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(TemplateRow{st.Text(0), st.Text(1), st.Text(2), st.Text(3)});
+  }
+  return out;
 }
 
 }  // namespace kiln::kilnd

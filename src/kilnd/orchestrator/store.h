@@ -45,6 +45,14 @@ struct ApiKeyRow {
   int64_t created_at_ms = 0;
 };
 
+// A template kilnd has seen in its template store (the store directory holds the files).
+struct TemplateRow {
+  std::string name;
+  std::string rootfs;
+  std::string recipe;
+  std::string created_at;  // RFC 3339, when it was built
+};
+
 class Store {
  public:
   static Result<std::unique_ptr<Store>> Open(const std::filesystem::path& file);
@@ -62,6 +70,10 @@ class Store {
   Result<std::vector<ApiKeyRow>> ListApiKeys();
   Result<bool> HasApiKeyHash(const std::string& hash);
   Status DeleteApiKey(const std::string& id);
+
+  // Replaces the template records with `rows` (what the template store holds now).
+  Status SyncTemplates(const std::vector<TemplateRow>& rows);
+  Result<std::vector<TemplateRow>> ListTemplates();
 
  private:
   explicit Store(sqlite3* db) : db_(db) {}
