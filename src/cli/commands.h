@@ -36,8 +36,8 @@ http::Task<Result<int>> RunCopy(CommandContext& ctx, const CopyCommand& cmd);
 std::string CreateRequestBody(const CreateCommand& cmd);
 // GET /v2/sandboxes target for one page (without the base path).
 std::string ListTarget(const ListCommand& cmd, const std::string& next_token);
-// The `metadata` list filter as the SDK encodes it: "k=v&k2=v2" with keys and values escaped,
-// the whole escaped again, then escaped as a query value.
+// The `metadata` list filter as the SDK encodes it: "k=v&k2=v2" with keys and values escaped
+// twice, the whole escaped as a query value; kilnd unescapes it, splits, unescapes each part.
 std::string MetadataQueryValue(const std::map<std::string, std::string>& metadata);
 
 // Coroutines started beside the caller's, which must outlive them: Wait() returns once every

@@ -32,14 +32,6 @@ using nlohmann::json;
 constexpr size_t kPiece = 64 * 1024;
 constexpr std::chrono::seconds kIoTimeout{60};
 
-bool IsSandboxId(std::string_view s) {
-  if (s.empty()) return false;
-  for (unsigned char c : s) {
-    if (!std::islower(c) && !std::isdigit(c)) return false;
-  }
-  return true;
-}
-
 std::string FilesTarget(const std::string& path, const std::optional<std::string>& user) {
   std::string target = "/files?path=" + QueryEscape(path);
   if (user) target += "&username=" + QueryEscape(*user);
@@ -64,12 +56,24 @@ std::string RawHead(const http::ClientRequest& req, std::string_view content_typ
   return out;
 }
 
+// One chunk of a chunked body ("0\r\n\r\n" for empty data: the last chunk).
 std::string Chunk(std::string_view data) {
   char size[32];
   int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
   std::string out(size, static_cast<size_t>(n));
   out.append(data).append("\r\n");
   return out;
+}
+
+std::string BodyPiece(std::string_view data, bool chunked) {
+  return chunked ? Chunk(data) : std::string(data);
+}
+
+// `dir`/<file name of `source`>; "" when the source has no name (stdin).
+std::string PathInDirectory(const std::string& dir, const std::string& source) {
+  std::string name = source == "-" ? "" : BaseName(source);
+  if (name.empty()) return "";
+  return dir + (dir.ends_with('/') ? "" : "/") + name;
 }
 
 http::Task<Status> WriteRaw(http::ClientConnection& conn, std::string_view data) {
@@ -202,9 +206,10 @@ http::Task<Result<int>> Upload(CommandContext& ctx, const CopyOperand& src,
   bool into_dir = remote.ends_with('/');
   if (!into_dir) into_dir = co_await IsRemoteDirectory(ctx.kilnd, *conn, access, remote, user);
   if (into_dir) {
-    std::string name = src.path == "-" ? "" : BaseName(src.path);
-    if (name.empty()) co_return Fail(Errc::kInvalidArgument, "give a file name for " + remote);
-    remote += (remote.ends_with('/') ? "" : "/") + name;
+    remote = PathInDirectory(remote, src.path);
+    if (remote.empty()) {
+      co_return Fail(Errc::kInvalidArgument, "give a file name for " + dst.path);
+    }
   }
   if (!conn->reusable()) {
     conn.reset();
@@ -217,7 +222,10 @@ http::Task<Result<int>> Upload(CommandContext& ctx, const CopyOperand& src,
   http::ClientRequest req =
       ctx.kilnd.EnvdRequest(access, http::Verb::post, FilesTarget(remote, user), user);
   KILN_CO_TRY(co_await WriteRaw(*conn, RawHead(req, framing.content_type, length)));
-  KILN_CO_TRY(co_await WriteRaw(*conn, length ? framing.head : Chunk(framing.head)));
+  // Named locals, not conditional temporaries, in co_await expressions: g++ 12 destroys
+  // such temporaries twice.
+  std::string part_head = BodyPiece(framing.head, !length);
+  KILN_CO_TRY(co_await WriteRaw(*conn, part_head));
   std::string buf(kPiece, '\0');
   uint64_t sent = 0;
   for (;;) {
@@ -228,12 +236,14 @@ http::Task<Result<int>> Upload(CommandContext& ctx, const CopyOperand& src,
     if (length && sent > *source.size) {
       co_return Fail(Errc::kFailedPrecondition, src.path + " grew while it was copied");
     }
-    KILN_CO_TRY(co_await WriteRaw(*conn, length ? std::string(piece) : Chunk(piece)));
+    std::string out = BodyPiece(piece, !length);
+    KILN_CO_TRY(co_await WriteRaw(*conn, out));
   }
   if (length && sent != *source.size) {
     co_return Fail(Errc::kFailedPrecondition, src.path + " shrank while it was copied");
   }
-  KILN_CO_TRY(co_await WriteRaw(*conn, length ? framing.tail : Chunk(framing.tail) + "0\r\n\r\n"));
+  std::string part_tail = BodyPiece(framing.tail, !length) + (length ? "" : Chunk(""));
+  KILN_CO_TRY(co_await WriteRaw(*conn, part_tail));
   KILN_CO_ASSIGN_OR_RETURN(http::ClientResponse head, co_await conn->ReadResponseHead(kIoTimeout));
   KILN_CO_ASSIGN_OR_RETURN(http::ClientResponse res, co_await FinishResponse(*conn, std::move(head)));
   if (res.status != 200) co_return Unexpected(ResponseError(res));

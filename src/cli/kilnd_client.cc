@@ -1,5 +1,6 @@
 #include "cli/kilnd_client.h"
 
+#include <cctype>
 #include <nlohmann/json.hpp>
 
 #include "base/encoding.h"
@@ -54,6 +55,21 @@ Error Unreachable(const Endpoint& ep, const Error& e) {
 
 }  // namespace
 
+bool IsSandboxId(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (unsigned char c : id) {
+    if (!std::islower(c) && !std::isdigit(c)) return false;
+  }
+  return true;
+}
+
+bool IsHeaderSafe(std::string_view value) {
+  for (unsigned char c : value) {
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
 Error ResponseError(const http::ClientResponse& response) {
   std::string message = BodyMessage(response.body);
   std::string text = std::to_string(response.status);
@@ -106,6 +122,8 @@ http::Task<Result<http::ClientResponse>> KilndClient::Call(http::Verb method, st
 }
 
 http::Task<Result<SandboxAccess>> KilndClient::Access(const std::string& id) {
+  // The id travels in a header: only what sandbox ids are made of (e2b-compat.md §1.5).
+  if (!IsSandboxId(id)) co_return Fail(Errc::kInvalidArgument, "invalid sandbox ID \"" + id + "\"");
   KILN_CO_ASSIGN_OR_RETURN(http::ClientResponse res,
                            co_await Call(http::Verb::get, "/sandboxes/" + QueryEscape(id)));
   json j = json::parse(res.body, nullptr, /*allow_exceptions=*/false);
@@ -114,6 +132,7 @@ http::Task<Result<SandboxAccess>> KilndClient::Access(const std::string& id) {
   if (auto t = j.find("envdAccessToken"); t != j.end() && t->is_string()) {
     access.token = t->get<std::string>();
   }
+  if (!IsHeaderSafe(access.token)) co_return Fail(Errc::kInternal, "kilnd sent a malformed token");
   if (auto s = j.find("state"); s != j.end() && s->is_string() && *s == "paused") {
     co_return Fail(Errc::kFailedPrecondition,
                    "sandbox " + id + " is paused; resume it with `kiln sandbox resume " + id + "`");

@@ -60,6 +60,11 @@ class KilndClient {
 // status: "404: sandbox \"x\" not found". The Errc follows the status (404 -> kNotFound, ...).
 Error ResponseError(const http::ClientResponse& response);
 
+// Sandbox ids are [a-z0-9]+ (at most 64 characters).
+bool IsSandboxId(std::string_view id);
+// No control characters (CR/LF would split a header).
+bool IsHeaderSafe(std::string_view value);
+
 // URL query value encoding.
 std::string QueryEscape(std::string_view s);
 

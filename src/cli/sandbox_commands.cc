@@ -102,6 +102,21 @@ std::string InfoText(const json& s, std::chrono::system_clock::time_point now) {
   return FormatTable({"ID", Str(s, "sandboxID")}, rows);
 }
 
+// What the commands print; kept out of coroutine bodies, where g++ 12 mishandles temporaries
+// of conditional expressions.
+std::string CreateOutput(const json& sandbox, bool as_json) {
+  return as_json ? Pretty(sandbox) : Str(sandbox, "sandboxID") + "\n";
+}
+
+std::string ListOutput(const json& all, bool as_json, std::chrono::system_clock::time_point now) {
+  return as_json ? Pretty(all) : ListTable(all, now);
+}
+
+std::string InfoOutput(const json& sandbox, bool as_json,
+                       std::chrono::system_clock::time_point now) {
+  return as_json ? Pretty(sandbox) : InfoText(sandbox, now);
+}
+
 json ResumeBody(const ResumeCommand& cmd) {
   json body = json::object();
   if (cmd.timeout_s) body["timeout"] = *cmd.timeout_s;
@@ -121,12 +136,14 @@ std::string CreateRequestBody(const CreateCommand& cmd) {
 }
 
 std::string MetadataQueryValue(const std::map<std::string, std::string>& metadata) {
+  // The SDK escapes keys and values (encodeURIComponent), joins them with URLSearchParams
+  // (which escapes them again) and sends that as one query value (escaped once more).
   std::string joined;
   for (const auto& [k, v] : metadata) {
     if (!joined.empty()) joined += '&';
-    joined += QueryEscape(k) + "=" + QueryEscape(v);
+    joined += QueryEscape(QueryEscape(k)) + "=" + QueryEscape(QueryEscape(v));
   }
-  return QueryEscape(QueryEscape(joined));
+  return QueryEscape(joined);
 }
 
 std::string ListTarget(const ListCommand& cmd, const std::string& next_token) {
@@ -150,7 +167,7 @@ http::Task<Result<int>> RunCreate(CommandContext& ctx, const CreateCommand& cmd)
   KILN_CO_ASSIGN_OR_RETURN(json sandbox, ParseJson(res.body, "sandbox", false));
   std::string id = Str(sandbox, "sandboxID");
   if (id.empty()) co_return Fail(Errc::kInternal, "kilnd's answer has no sandboxID");
-  KILN_CO_TRY(WriteAll(ctx.io.out, cmd.json ? Pretty(sandbox) : id + "\n"));
+  KILN_CO_TRY(WriteAll(ctx.io.out, CreateOutput(sandbox, cmd.json)));
   co_return 0;
 }
 
@@ -171,7 +188,7 @@ http::Task<Result<int>> RunList(CommandContext& ctx, const ListCommand& cmd) {
       co_return Fail(Errc::kInternal, "kilnd repeated a page token");
     }
   }
-  KILN_CO_TRY(WriteAll(ctx.io.out, cmd.json ? Pretty(all) : ListTable(all, ctx.env.Now())));
+  KILN_CO_TRY(WriteAll(ctx.io.out, ListOutput(all, cmd.json, ctx.env.Now())));
   co_return 0;
 }
 
@@ -211,7 +228,7 @@ http::Task<Result<int>> RunInfo(CommandContext& ctx, const InfoCommand& cmd) {
   auto res = co_await ctx.kilnd.Call(http::Verb::get, "/sandboxes/" + QueryEscape(cmd.id));
   if (!res) co_return Unexpected(std::move(res).error());
   KILN_CO_ASSIGN_OR_RETURN(json sandbox, ParseJson(res->body, "sandbox", false));
-  KILN_CO_TRY(WriteAll(ctx.io.out, cmd.json ? Pretty(sandbox) : InfoText(sandbox, ctx.env.Now())));
+  KILN_CO_TRY(WriteAll(ctx.io.out, InfoOutput(sandbox, cmd.json, ctx.env.Now())));
   co_return 0;
 }
 

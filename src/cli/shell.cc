@@ -109,7 +109,8 @@ http::Task<Result<int>> RunShell(CommandContext& ctx, const ShellCommand& cmd) {
   auto reader = InputReader::Open(executor, ctx.io.in);
   if (!raw || !reader) {
     (void)co_await proc.Unary("SendSignal", SignalRequest(pid, /*kill=*/true));
-    co_return Unexpected(!raw ? std::move(raw).error() : std::move(reader).error());
+    if (!raw) co_return Unexpected(std::move(raw).error());
+    co_return Unexpected(std::move(reader).error());
   }
   TaskGroup tasks(executor);
   tasks.Spawn(PumpKeys(proc, **reader, pid));
