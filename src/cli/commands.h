@@ -5,9 +5,6 @@
 // returns the process exit status; an Error is printed by the caller as "kiln: <message>"
 // with exit status 1.
 
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/steady_timer.hpp>
-
 #include "base/error.h"
 #include "cli/command_line.h"
 #include "cli/io.h"
@@ -39,19 +36,5 @@ std::string ListTarget(const ListCommand& cmd, const std::string& next_token);
 // The `metadata` list filter as the SDK encodes it: "k=v&k2=v2" with keys and values escaped
 // twice, the whole escaped as a query value; kilnd unescapes it, splits, unescapes each part.
 std::string MetadataQueryValue(const std::map<std::string, std::string>& metadata);
-
-// Coroutines started beside the caller's, which must outlive them: Wait() returns once every
-// one spawned has finished. Not thread-safe.
-class TaskGroup {
- public:
-  explicit TaskGroup(boost::asio::any_io_executor executor);
-  void Spawn(http::Task<void> task);
-  http::Task<void> Wait();
-
- private:
-  boost::asio::any_io_executor executor_;
-  boost::asio::steady_timer wake_;
-  int pending_ = 0;
-};
 
 }  // namespace kiln::cli

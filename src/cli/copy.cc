@@ -69,6 +69,11 @@ std::string BodyPiece(std::string_view data, bool chunked) {
   return chunked ? Chunk(data) : std::string(data);
 }
 
+// The closing boundary, plus the last chunk when chunked.
+std::string BodyEnd(std::string_view tail, bool chunked) {
+  return chunked ? Chunk(tail) + Chunk("") : std::string(tail);
+}
+
 // `dir`/<file name of `source`>; "" when the source has no name (stdin).
 std::string PathInDirectory(const std::string& dir, const std::string& source) {
   std::string name = source == "-" ? "" : BaseName(source);
@@ -193,59 +198,73 @@ http::Task<bool> IsRemoteDirectory(KilndClient& kilnd, http::ClientConnection& c
   co_return j["entry"].value("type", "") == "FILE_TYPE_DIRECTORY";
 }
 
+// The upload's destination: `dst.path`, or the source's file name inside it when it names a
+// directory (a trailing '/' or, per Stat, an existing directory).
+http::Task<Result<std::string>> UploadPath(CommandContext& ctx, http::ClientConnection& conn,
+                                           const SandboxAccess& access, const CopyOperand& src,
+                                           const CopyOperand& dst,
+                                           const std::optional<std::string>& user) {
+  bool into_dir = dst.path.ends_with('/');
+  if (!into_dir) into_dir = co_await IsRemoteDirectory(ctx.kilnd, conn, access, dst.path, user);
+  if (!into_dir) co_return dst.path;
+  std::string path = PathInDirectory(dst.path, src.path);
+  if (path.empty()) co_return Fail(Errc::kInvalidArgument, "give a file name for " + dst.path);
+  co_return path;
+}
+
+// Streams `source` as the one part of a multipart body after `head` (request line and
+// headers): with Content-Length when the size is known, chunked otherwise.
+http::Task<Status> SendMultipartBody(http::ClientConnection& conn, const std::string& head,
+                                     const MultipartFraming& framing, const LocalSource& source,
+                                     const std::string& name) {
+  bool chunked = !source.size;
+  KILN_CO_TRY(co_await WriteRaw(conn, head));
+  // Named locals, not conditional temporaries, in co_await expressions: g++ 12 destroys
+  // such temporaries twice.
+  std::string part_head = BodyPiece(framing.head, chunked);
+  KILN_CO_TRY(co_await WriteRaw(conn, part_head));
+  std::string buf(kPiece, '\0');
+  uint64_t sent = 0;
+  for (;;) {
+    KILN_CO_ASSIGN_OR_RETURN(ssize_t n, ReadSome(source.fd, buf.data(), buf.size(), name));
+    if (n == 0) break;
+    std::string_view piece(buf.data(), static_cast<size_t>(n));
+    sent += piece.size();
+    if (source.size && sent > *source.size) {
+      co_return Fail(Errc::kFailedPrecondition, name + " grew while it was copied");
+    }
+    std::string out = BodyPiece(piece, chunked);
+    KILN_CO_TRY(co_await WriteRaw(conn, out));
+  }
+  if (source.size && sent != *source.size) {
+    co_return Fail(Errc::kFailedPrecondition, name + " shrank while it was copied");
+  }
+  std::string part_tail = BodyEnd(framing.tail, chunked);
+  KILN_CO_TRY(co_await WriteRaw(conn, part_tail));
+  co_return Status();
+}
+
 http::Task<Result<int>> Upload(CommandContext& ctx, const CopyOperand& src,
                                const CopyOperand& dst, const std::optional<std::string>& user) {
   KILN_CO_ASSIGN_OR_RETURN(LocalSource source, OpenSource(src.path, ctx.io));
   KILN_CO_ASSIGN_OR_RETURN(SandboxAccess access, co_await ctx.kilnd.Access(dst.sandbox_id));
-  std::optional<http::ClientConnection> conn;
+  std::string remote;
   {
-    KILN_CO_ASSIGN_OR_RETURN(http::ClientConnection c, co_await ctx.kilnd.Connect());
-    conn.emplace(std::move(c));
+    KILN_CO_ASSIGN_OR_RETURN(http::ClientConnection probe, co_await ctx.kilnd.Connect());
+    KILN_CO_ASSIGN_OR_RETURN(remote, co_await UploadPath(ctx, probe, access, src, dst, user));
   }
-  std::string remote = dst.path;
-  bool into_dir = remote.ends_with('/');
-  if (!into_dir) into_dir = co_await IsRemoteDirectory(ctx.kilnd, *conn, access, remote, user);
-  if (into_dir) {
-    remote = PathInDirectory(remote, src.path);
-    if (remote.empty()) {
-      co_return Fail(Errc::kInvalidArgument, "give a file name for " + dst.path);
-    }
-  }
-  if (!conn->reusable()) {
-    conn.reset();
-    KILN_CO_ASSIGN_OR_RETURN(http::ClientConnection fresh, co_await ctx.kilnd.Connect());
-    conn.emplace(std::move(fresh));
-  }
+  // A fresh connection for the upload, whatever the proxy did with the probe's.
+  KILN_CO_ASSIGN_OR_RETURN(http::ClientConnection conn, co_await ctx.kilnd.Connect());
   MultipartFraming framing = MakeMultipartFraming(RandomBoundary(), remote);
   std::optional<uint64_t> length;
   if (source.size) length = framing.head.size() + *source.size + framing.tail.size();
   http::ClientRequest req =
       ctx.kilnd.EnvdRequest(access, http::Verb::post, FilesTarget(remote, user), user);
-  KILN_CO_TRY(co_await WriteRaw(*conn, RawHead(req, framing.content_type, length)));
-  // Named locals, not conditional temporaries, in co_await expressions: g++ 12 destroys
-  // such temporaries twice.
-  std::string part_head = BodyPiece(framing.head, !length);
-  KILN_CO_TRY(co_await WriteRaw(*conn, part_head));
-  std::string buf(kPiece, '\0');
-  uint64_t sent = 0;
-  for (;;) {
-    KILN_CO_ASSIGN_OR_RETURN(ssize_t n, ReadSome(source.fd, buf.data(), buf.size(), src.path));
-    if (n == 0) break;
-    std::string_view piece(buf.data(), static_cast<size_t>(n));
-    sent += piece.size();
-    if (length && sent > *source.size) {
-      co_return Fail(Errc::kFailedPrecondition, src.path + " grew while it was copied");
-    }
-    std::string out = BodyPiece(piece, !length);
-    KILN_CO_TRY(co_await WriteRaw(*conn, out));
-  }
-  if (length && sent != *source.size) {
-    co_return Fail(Errc::kFailedPrecondition, src.path + " shrank while it was copied");
-  }
-  std::string part_tail = BodyPiece(framing.tail, !length) + (length ? "" : Chunk(""));
-  KILN_CO_TRY(co_await WriteRaw(*conn, part_tail));
-  KILN_CO_ASSIGN_OR_RETURN(http::ClientResponse head, co_await conn->ReadResponseHead(kIoTimeout));
-  KILN_CO_ASSIGN_OR_RETURN(http::ClientResponse res, co_await FinishResponse(*conn, std::move(head)));
+  std::string head = RawHead(req, framing.content_type, length);
+  KILN_CO_TRY(co_await SendMultipartBody(conn, head, framing, source, src.path));
+  KILN_CO_ASSIGN_OR_RETURN(http::ClientResponse answer, co_await conn.ReadResponseHead(kIoTimeout));
+  KILN_CO_ASSIGN_OR_RETURN(http::ClientResponse res,
+                           co_await FinishResponse(conn, std::move(answer)));
   if (res.status != 200) co_return Unexpected(ResponseError(res));
   co_return 0;
 }

@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/input_reader.h"
 #include "cli/process_client.h"
+#include "cli/task_group.h"
 
 namespace kiln::cli {
 

@@ -1,12 +1,5 @@
 // kiln sandbox create | list | kill | pause | resume | info: control API calls.
 
-// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
-#include <utility>
-
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -230,25 +223,6 @@ http::Task<Result<int>> RunInfo(CommandContext& ctx, const InfoCommand& cmd) {
   KILN_CO_ASSIGN_OR_RETURN(json sandbox, ParseJson(res->body, "sandbox", false));
   KILN_CO_TRY(WriteAll(ctx.io.out, InfoOutput(sandbox, cmd.json, ctx.env.Now())));
   co_return 0;
-}
-
-TaskGroup::TaskGroup(boost::asio::any_io_executor executor)
-    : executor_(executor), wake_(executor) {}
-
-void TaskGroup::Spawn(http::Task<void> task) {
-  ++pending_;
-  boost::asio::co_spawn(executor_, std::move(task), [this](std::exception_ptr) {
-    --pending_;
-    wake_.cancel();
-  });
-}
-
-http::Task<void> TaskGroup::Wait() {
-  while (pending_ > 0) {
-    wake_.expires_at(boost::asio::steady_timer::time_point::max());
-    boost::system::error_code ec;
-    co_await wake_.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
-  }
 }
 
 }  // namespace kiln::cli

@@ -16,6 +16,7 @@
 #include "cli/commands.h"
 #include "cli/input_reader.h"
 #include "cli/process_client.h"
+#include "cli/task_group.h"
 #include "cli/terminal.h"
 
 namespace kiln::cli {
