@@ -15,86 +15,16 @@
 
 #include <gtest/gtest.h>
 #include "http/server.h"
+#include "kilnd/orchestrator/fake_runtime.h"
 
 namespace kiln::kilnd {
 namespace {
 
+using fakes::FakeRuntime;
+using fakes::Journal;
+
 namespace asio = boost::asio;
 using json = nlohmann::json;
-
-// What the fake runtime saw; shared between the instances and the test.
-struct Journal {
-  std::mutex mu;
-  std::vector<std::string> created, killed, frozen, thawed;
-  std::vector<std::optional<std::filesystem::path>> files_from;
-  std::vector<bool> egress;
-};
-
-class FakeInstance : public Instance {
- public:
-  FakeInstance(std::string id, std::shared_ptr<Journal> j) : id_(std::move(id)), j_(std::move(j)) {}
-  ~FakeInstance() override { (void)Kill(); }
-  const std::string& id() const override { return id_; }
-  pid_t init_pid() const override { return 1; }
-  Result<UniqueFd> OpenSocket() override {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return FailErrno("socket");
-    return UniqueFd(fd);
-  }
-  Status Freeze() override {
-    std::lock_guard l(j_->mu);
-    j_->frozen.push_back(id_);
-    return {};
-  }
-  Status Thaw() override {
-    std::lock_guard l(j_->mu);
-    j_->thawed.push_back(id_);
-    return {};
-  }
-  Status SetEgress(const EgressPolicy& p) override {
-    std::lock_guard l(j_->mu);
-    j_->egress.push_back(p.internet);
-    return {};
-  }
-  Status SnapshotFiles(const std::filesystem::path& dest) override {
-    std::filesystem::create_directories(dest);
-    return {};
-  }
-  Result<InstanceStats> Stats() override {
-    InstanceStats s;
-    s.mem_used = 1 << 20;
-    s.mem_total = 512 << 20;
-    s.disk_total = 1 << 30;
-    return s;
-  }
-  Status Kill() override {
-    if (killed_.exchange(true)) return {};
-    std::lock_guard l(j_->mu);
-    j_->killed.push_back(id_);
-    return {};
-  }
-
- private:
-  std::string id_;
-  std::shared_ptr<Journal> j_;
-  std::atomic<bool> killed_{false};
-};
-
-class FakeRuntime : public Runtime {
- public:
-  explicit FakeRuntime(std::shared_ptr<Journal> j) : j_(std::move(j)) {}
-  std::string_view name() const override { return "fake"; }
-  Result<std::unique_ptr<Instance>> Create(const InstanceSpec& spec) override {
-    std::lock_guard l(j_->mu);
-    j_->created.push_back(spec.id);
-    j_->files_from.push_back(spec.files_from);
-    return std::make_unique<FakeInstance>(spec.id, j_);
-  }
-  Status CleanupStale() override { return {}; }
-
- private:
-  std::shared_ptr<Journal> j_;
-};
 
 // The manager on its own io_context thread, with a fake agent (/health, /init) on loopback.
 class ManagerTest : public ::testing::Test {
