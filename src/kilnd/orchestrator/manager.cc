@@ -4,6 +4,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fstream>
@@ -163,6 +164,38 @@ http::Task<void> SandboxManager::Destroy(std::shared_ptr<Instance> instance) {
   co_await Offload(workers_, std::move(kill));
 }
 
+void SandboxManager::WatchExit(const std::string& id, const std::shared_ptr<Instance>& instance) {
+  auto fd = instance->ExitFd();
+  if (!fd) return;  // the runtime cannot tell; a dead agent then shows as 502s until the timeout
+  auto watch = std::make_shared<asio::posix::stream_descriptor>(io_, fd->release());
+  std::weak_ptr<Instance> weak = instance;
+  watch->async_wait(asio::posix::stream_descriptor::wait_read,
+                    [this, watch, id, weak](const boost::system::error_code& ec) {
+                      if (ec || stopping_) return;
+                      if (auto inst = weak.lock()) OnInstanceExit(id, inst.get());
+                    });
+}
+
+void SandboxManager::OnInstanceExit(const std::string& id, const Instance* instance) {
+  for (auto& [tid, entries] : pool_) {
+    for (auto it = entries.begin(); it != entries.end(); ++it) {
+      if (it->instance.get() == instance) {
+        KILN_LOG(Warn, "pooled sandbox died", {"sandbox", id});
+        std::shared_ptr<Instance> dead = std::move(it->instance);
+        entries.erase(it);
+        asio::co_spawn(io_, Destroy(std::move(dead)), asio::detached);
+        MaybeRefill(tid);
+        return;
+      }
+    }
+  }
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end() || it->second->instance.get() != instance) return;
+  KILN_LOG(Warn, "sandbox init exited; retiring the sandbox", {"sandbox", id});
+  it->second->row.end_reason = "sandbox init exited (killed or crashed)";
+  asio::co_spawn(io_, Kill(id), asio::detached);
+}
+
 http::Task<Status> SandboxManager::WaitAgentReady(Instance& instance) {
   auto executor = co_await asio::this_coro::executor;
   auto deadline = std::chrono::steady_clock::now() + options_.agent_ready_timeout;
@@ -296,6 +329,7 @@ http::Task<void> SandboxManager::RefillPool(std::string template_id) {
       co_await Destroy(std::move(*inst));
       break;
     }
+    WatchExit(id, *inst);
     pool_[template_id].push_back(PoolEntry{id, std::move(*inst)});
   }
   refilling_[template_id] = false;
@@ -338,6 +372,7 @@ http::Task<Result<SandboxRow>> SandboxManager::Create(CreateParams params) {
     auto started = co_await StartInstance(row.id, tmpl, std::nullopt, params.allow_internet);
     if (!started) co_return Unexpected(std::move(started).error());
     instance = std::move(*started);
+    WatchExit(row.id, instance);
   }
   if (auto st = co_await InitAgent(*instance, *sb, tmpl); !st) {
     co_await Destroy(instance);
@@ -520,7 +555,11 @@ http::Task<Result<std::pair<SandboxRow, bool>>> SandboxManager::Connect(std::str
         co_return Unexpected(Error(Errc::kNotFound, "sandbox was killed while resuming"));
       }
       st = co_await InitAgent(*instance, *it->second, tmpl);
-      if (!st) co_await Destroy(instance);
+      if (!st) {
+        co_await Destroy(instance);
+      } else {
+        WatchExit(id, instance);
+      }
     }
   }
   it = sandboxes_.find(id);

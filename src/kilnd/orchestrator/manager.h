@@ -125,6 +125,9 @@ class SandboxManager {
   void ArmTimer(Sandbox& sb);
   http::Task<void> OnTimeout(std::string id);
   http::Task<void> Destroy(std::shared_ptr<Instance> instance);
+  // Notices when a sandbox's init dies on its own (OOM kill, crash) and retires it.
+  void WatchExit(const std::string& id, const std::shared_ptr<Instance>& instance);
+  void OnInstanceExit(const std::string& id, const Instance* instance);
   http::Task<void> SampleLoop();
   void Sample(Sandbox& sb);
   Status Persist(const Sandbox& sb);

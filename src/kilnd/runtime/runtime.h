@@ -81,6 +81,11 @@ class Instance {
 
   virtual Result<InstanceStats> Stats() = 0;
 
+  // A new descriptor that becomes readable when the sandbox's init exits on its own (crash,
+  // OOM kill), so the orchestrator notices a dead sandbox. kUnimplemented if the runtime
+  // cannot tell.
+  virtual Result<UniqueFd> ExitFd() { return Fail(Errc::kUnimplemented, "no exit notification"); }
+
   // Kills every process and releases the resources now (idempotent). The destructor does
   // the same.
   virtual Status Kill() = 0;

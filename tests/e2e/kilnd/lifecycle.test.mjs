@@ -2,6 +2,7 @@
 // through the proxy. E2B_API_URL and E2B_SANDBOX_URL both point at kilnd.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { readFileSync, existsSync } from 'node:fs'
 import { Sandbox, SandboxNotFoundError } from 'e2b'
 import { startKilnd, waitFor, T } from './harness.mjs'
 
@@ -245,3 +246,24 @@ async function rawGet(port, host, path) {
     s.on('error', reject)
   })
 }
+
+test('a sandbox whose init dies (e.g. killed from the host) is retired', T, async () => {
+  const sbx = await Sandbox.create('base', opts)
+  const dirs = [`/sys/fs/cgroup/unified/kiln-${kilnd.name}/${sbx.sandboxId}`, `/sys/fs/cgroup/kiln-${kilnd.name}/${sbx.sandboxId}`]
+  const dir = dirs.find((d) => existsSync(`${d}/cgroup.procs`))
+  assert.ok(dir, 'the sandbox has a cgroup')
+  const pids = readFileSync(`${dir}/cgroup.procs`, 'utf8').trim().split('\n').map(Number)
+  // The agent is the sandbox's PID 1: its NSpid ends in 1.
+  const init = pids.find((p) => /NSpid:.*\s1$/m.test(readFileSync(`/proc/${p}/status`, 'utf8')))
+  assert.ok(init, 'found the sandbox init on the host')
+  process.kill(init, 'SIGKILL')
+  await waitFor(async () => {
+    try {
+      await Sandbox.getInfo(sbx.sandboxId, opts)
+      return false
+    } catch (e) {
+      return e instanceof SandboxNotFoundError
+    }
+  }, { what: 'the dead sandbox to be retired' })
+  assert.equal(await sbx.isRunning(), false)
+})

@@ -85,6 +85,15 @@ Status NsInstance::CheckAlive() const {
   return {};
 }
 
+Result<UniqueFd> NsInstance::ExitFd() {
+  std::lock_guard lock(mu_);
+  KILN_TRY(CheckAlive());
+  // A pidfd polls readable once the process has exited.
+  int fd = fcntl(parts_.init.pidfd(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return FailErrno("dup pidfd of sandbox " + parts_.id);
+  return UniqueFd(fd);
+}
+
 Result<UniqueFd> NsInstance::OpenSocket() {
   std::lock_guard lock(mu_);
   KILN_TRY(CheckAlive());

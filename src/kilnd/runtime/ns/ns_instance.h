@@ -70,6 +70,7 @@ class NsInstance final : public Instance {
   Status SetEgress(const EgressPolicy& policy) override;
   Status SnapshotFiles(const std::filesystem::path& dest) override;
   Result<InstanceStats> Stats() override;
+  Result<UniqueFd> ExitFd() override;
   Status Kill() override;
 
  private:
