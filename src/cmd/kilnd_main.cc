@@ -55,6 +55,7 @@ struct Flags {
   bool build_templates = true;
   bool build_only = false;
   std::vector<std::string> blocked;
+  std::vector<std::string> dns;
   log::Level level = log::Level::kInfo;
   bool json_log = false;
 };
@@ -64,7 +65,7 @@ void Usage() {
                "usage: kilnd [--listen HOST:PORT] [--data-dir DIR] [--template-dir DIR]\n"
                "             [--envd PATH] [--name NAME] [--subnet CIDR] [--domain DOMAIN]\n"
                "             [--pool-size N] [--memory-mb N] [--cpus N] [--disk-mb N] [--pids N]\n"
-               "             [--default-timeout SECONDS] [--block CIDR]... [--no-build] [--build-only]\n"
+               "             [--default-timeout SECONDS] [--block CIDR]... [--dns IP[:PORT]]... [--no-build] [--build-only]\n"
                "             [--log-level LEVEL] [--json-log]\n"
                "\n"
                "  --listen         control API and sandbox proxy (default 127.0.0.1:3000; port 0 = any)\n"
@@ -73,6 +74,8 @@ void Usage() {
                "  --name           instance name for cgroups, nftables and veths (default kiln)\n"
                "  --subnet         sandbox addresses, a /30 each (default 10.201.0.0/16)\n"
                "  --pool-size      warm sandboxes kept per template (default 2)\n"
+               "  --dns            resolver (IP[:PORT]) for the sandboxes' DNS relay; default: the\n"
+               "                   host's /etc/resolv.conf nameservers\n"
                "  --block          a destination sandboxes may not reach, in addition to the host, its\n"
                "                   directly connected networks, private and link-local ranges\n"
                "  --no-build       do not build the base template when it is missing\n"
@@ -147,6 +150,10 @@ bool ParseFlags(int argc, char** argv, Flags& f) {
       f.default_timeout_s = static_cast<int64_t>(n);
     } else if (a == "--no-build") {
       f.build_templates = false;
+    } else if (a == "--dns") {
+      const char* v = value();
+      if (!v) return false;
+      f.dns.push_back(v);
     } else if (a == "--block") {
       const char* v = value();
       if (!v) return false;
@@ -300,7 +307,26 @@ int main(int argc, char** argv) {
     return spec;
   };
 
+  std::vector<boost::asio::ip::udp::endpoint> resolvers;
+  if (flags.dns.empty()) {
+    std::ifstream in("/etc/resolv.conf");
+    std::stringstream text;
+    text << in.rdbuf();
+    resolvers = ParseNameservers(text.str());
+  }
+  for (const auto& d : flags.dns) {
+    auto ep = ParseDnsServer(d);
+    if (!ep) return Fatal("--dns", ep.error());
+    resolvers.push_back(*ep);
+  }
+  boost::asio::io_context io(1);
+  DnsForwarder dns(io, resolvers);
+  for (const auto& r : resolvers) {
+    KILN_LOG(Info, "sandbox DNS relayed to", {"resolver", r.address().to_string() + ":" + std::to_string(r.port())});
+  }
+
   ManagerOptions m;
+  m.dns = &dns;
   m.data_dir = flags.data_dir;
   m.envd_binary = flags.envd;
   m.limits.memory_bytes = flags.memory_mb << 20;
@@ -310,7 +336,6 @@ int main(int argc, char** argv) {
   m.pool_size = flags.pool_size;
   m.default_timeout_s = flags.default_timeout_s;
 
-  boost::asio::io_context io(1);
   SandboxManager manager(io, **store, **runtime, resolve, m);
   if (auto st = manager.Start(); !st) return Fatal("orchestrator", st.error());
   Api api(manager, keys, ApiOptions{flags.domain});

@@ -63,6 +63,7 @@ struct SandboxManager::Sandbox {
   SandboxRow row;
   TemplateSpec tmpl;
   std::shared_ptr<Instance> instance;  // null when paused without memory (after a restart)
+  std::unique_ptr<DnsRelay> dns;       // answers the sandbox's DNS while it lives
   std::unique_ptr<asio::steady_timer> timer;
   bool transitioning = false;  // pausing or resuming
   std::deque<MetricSample> samples;
@@ -257,6 +258,7 @@ http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
   spec.files_from = std::move(files_from);
   spec.limits = options_.limits;
   spec.egress.internet = allow_internet;
+  if (options_.dns && options_.dns->enabled()) spec.resolv_conf = std::string(kSandboxResolvConf);
   Runtime* runtime = &runtime_;
   auto create = [runtime, spec]() -> Result<std::shared_ptr<Instance>> {
     auto inst = runtime->Create(spec);
@@ -382,6 +384,7 @@ http::Task<Result<SandboxRow>> SandboxManager::Create(CreateParams params) {
     co_await Destroy(instance);
     co_return Unexpected(Error(Errc::kUnavailable, "kilnd is shutting down"));
   }
+  StartDns(*sb, *instance);
   int64_t now = NowMs();
   row.state = "running";
   row.started_at_ms = now;
@@ -397,6 +400,16 @@ http::Task<Result<SandboxRow>> SandboxManager::Create(CreateParams params) {
   Sample(ref);
   KILN_LOG(Info, "sandbox created", {"sandbox", ref.row.id}, {"template", ref.row.template_id});
   co_return ref.row;
+}
+
+void SandboxManager::StartDns(Sandbox& sb, Instance& instance) {
+  if (!options_.dns || !options_.dns->enabled() || !sb.row.allow_internet) return;
+  auto relay = options_.dns->Serve(instance);
+  if (!relay) {
+    KILN_LOG(Warn, "no DNS for sandbox", {"sandbox", sb.row.id}, {"error", relay.error().message()});
+    return;
+  }
+  sb.dns = std::move(*relay);
 }
 
 void SandboxManager::ArmTimer(Sandbox& sb) {
@@ -567,6 +580,7 @@ http::Task<Result<std::pair<SandboxRow, bool>>> SandboxManager::Connect(std::str
   sb = it->second.get();
   sb->transitioning = false;
   if (!st) co_return Unexpected(std::move(st).error().Wrap("resume"));
+  if (!sb->dns) StartDns(*sb, *instance);
   sb->instance = std::move(instance);
   sb->row.state = "running";
   sb->row.end_at_ms = want_end;

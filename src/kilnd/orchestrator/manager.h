@@ -20,6 +20,7 @@
 
 #include "base/error.h"
 #include "http/server.h"
+#include "kilnd/orchestrator/dns_forwarder.h"
 #include "kilnd/orchestrator/store.h"
 #include "kilnd/runtime/runtime.h"
 
@@ -50,6 +51,8 @@ struct ManagerOptions {
   // How long a new sandbox's agent may take to answer.
   std::chrono::milliseconds agent_ready_timeout{15000};
   int worker_threads = 2;
+  // Relays DNS for sandboxes with internet access (not owned; null or disabled: none).
+  DnsForwarder* dns = nullptr;
   // Port of kiln-envd inside every sandbox (tests point it elsewhere).
   uint16_t agent_port = 49983;
 };
@@ -123,6 +126,7 @@ class SandboxManager {
   http::Task<void> RefillPool(std::string template_id);
   void MaybeRefill(const std::string& template_id);
   void ArmTimer(Sandbox& sb);
+  void StartDns(Sandbox& sb, Instance& instance);
   http::Task<void> OnTimeout(std::string id);
   http::Task<void> Destroy(std::shared_ptr<Instance> instance);
   // Notices when a sandbox's init dies on its own (OOM kill, crash) and retires it.

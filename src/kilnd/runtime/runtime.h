@@ -42,6 +42,9 @@ struct InstanceSpec {
   SandboxLimits limits;
   EgressPolicy egress;
   std::string hostname = "sandbox";
+  // Content for /etc/resolv.conf in the sandbox's writable layer; empty leaves the
+  // template's file alone.
+  std::string resolv_conf;
 };
 
 struct InstanceStats {
@@ -68,6 +71,10 @@ class Instance {
   // namespace; connect it to 127.0.0.1:<port> to reach a port inside the sandbox. The
   // sandbox needs no address routable from the host for this.
   virtual Result<UniqueFd> OpenSocket() = 0;
+  // The same for a UDP socket (kilnd serves the sandbox's DNS on its loopback with one).
+  virtual Result<UniqueFd> OpenUdpSocket() {
+    return Fail(Errc::kUnimplemented, "no UDP sockets in this runtime");
+  }
 
   // Stops / restarts every process in the sandbox (cgroup freezer). Memory stays resident.
   virtual Status Freeze() = 0;

@@ -94,6 +94,13 @@ Result<UniqueFd> NsInstance::ExitFd() {
   return UniqueFd(fd);
 }
 
+Result<UniqueFd> NsInstance::OpenUdpSocket() {
+  std::lock_guard lock(mu_);
+  KILN_TRY(CheckAlive());
+  return net::SocketInNetns(parts_.netns.get(), AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                            0);
+}
+
 Result<UniqueFd> NsInstance::OpenSocket() {
   std::lock_guard lock(mu_);
   KILN_TRY(CheckAlive());

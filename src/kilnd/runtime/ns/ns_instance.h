@@ -65,6 +65,7 @@ class NsInstance final : public Instance {
   const std::string& id() const override { return parts_.id; }
   pid_t init_pid() const override { return init_pid_; }
   Result<UniqueFd> OpenSocket() override;
+  Result<UniqueFd> OpenUdpSocket() override;
   Status Freeze() override;
   Status Thaw() override;
   Status SetEgress(const EgressPolicy& policy) override;

@@ -105,6 +105,27 @@ struct Layer {
   UniqueFd upper;
 };
 
+// etc/resolv.conf in the upper dir (shadowing the template's), owned by the sandbox's root.
+Status WriteResolvConf(int upper, const std::string& content, uid_t uid, gid_t gid) {
+  if (mkdirat(upper, "etc", 0755) < 0) {
+    if (errno != EEXIST) return FailErrno("mkdir etc in the writable layer");
+  } else if (fchownat(upper, "etc", uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+    return FailErrno("chown etc in the writable layer");
+  }
+  UniqueFd etc(openat(upper, "etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!etc) return FailErrno("open etc in the writable layer");
+  // A restored layer may hold the sandbox's own resolv.conf (or a symlink): replace it.
+  (void)unlinkat(etc.get(), "resolv.conf", 0);
+  UniqueFd f(openat(etc.get(), "resolv.conf", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0644));
+  if (!f) return FailErrno("create etc/resolv.conf");
+  if (write(f.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size())) {
+    return FailErrno("write etc/resolv.conf");
+  }
+  if (fchown(f.get(), uid, gid) < 0) return FailErrno("chown etc/resolv.conf");
+  return {};
+}
+
 // upper/ (what the sandbox writes; its root takes the template root's mode), work/ and the
 // agent's mount point .kiln/envd, owned by the sandbox's root.
 Result<Layer> MakeLayer(const InstanceSpec& spec, uid_t uid, gid_t gid) {
@@ -130,6 +151,7 @@ Result<Layer> MakeLayer(const InstanceSpec& spec, uid_t uid, gid_t gid) {
     auto copied = CopyTree(src.get(), u, options);
     if (!copied) return Unexpected(std::move(copied).error().Wrap("restore files"));
   }
+  if (!spec.resolv_conf.empty()) KILN_TRY(WriteResolvConf(u, spec.resolv_conf, uid, gid));
   if (mkdirat(u, ".kiln", 0755) < 0 || fchownat(u, ".kiln", uid, gid, 0) < 0) {
     return FailErrno("mkdir .kiln in the writable layer");
   }
