@@ -61,7 +61,10 @@ Result<CallContext> MakeContext(const RequestHead& head) {
   auto timeout = ParseTimeout(head.Header("connect-timeout-ms"));
   if (!timeout) return Unexpected(std::move(timeout).error());
   CallContext ctx{head, std::nullopt};
-  if (*timeout) ctx.deadline = std::chrono::steady_clock::now() + **timeout;
+  // 0 means no limit (what the SDK's `timeoutMs: 0` asks for, e.g. background commands).
+  if (*timeout && (*timeout)->count() > 0) {
+    ctx.deadline = std::chrono::steady_clock::now() + **timeout;
+  }
   return ctx;
 }
 
@@ -155,6 +158,14 @@ Result<std::optional<std::chrono::milliseconds>> ParseTimeout(std::string_view h
     return Fail(Errc::kInvalidArgument, "Connect-Timeout-Ms is not a number");
   }
   return std::optional<std::chrono::milliseconds>(std::chrono::milliseconds(v));
+}
+
+std::chrono::seconds KeepaliveInterval(const RequestHead& head, std::chrono::seconds fallback) {
+  std::string_view v = head.Header("keepalive-ping-interval");
+  uint32_t secs = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), secs);
+  if (v.empty() || ec != std::errc() || p != v.data() + v.size() || secs == 0) return fallback;
+  return std::chrono::seconds(std::min<uint32_t>(secs, 24 * 3600));
 }
 
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }

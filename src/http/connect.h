@@ -57,6 +57,9 @@ Result<Envelope> DecodeSingleEnvelope(std::string_view body);
 nlohmann::json ErrorJson(const Error& error);
 // Parses a Connect-Timeout-Ms value (1 to 10 digits). nullopt when absent, error if malformed.
 Result<std::optional<std::chrono::milliseconds>> ParseTimeout(std::string_view header);
+// Keepalive-Ping-Interval (seconds, capped at a day); `fallback` when absent or not a
+// positive number.
+std::chrono::seconds KeepaliveInterval(const RequestHead& head, std::chrono::seconds fallback);
 
 // Serializes a message; invalid UTF-8 in strings is replaced, never thrown.
 std::string Dump(const nlohmann::json& j);
@@ -64,8 +67,8 @@ std::string Dump(const nlohmann::json& j);
 // What a handler knows about its call.
 struct CallContext {
   const RequestHead& head;
-  // From Connect-Timeout-Ms; the handler must finish (and for process Start, end the
-  // process) by then.
+  // From Connect-Timeout-Ms (none when absent or 0); the handler must finish (and for
+  // process Start, end the process) by then.
   std::optional<std::chrono::steady_clock::time_point> deadline;
 };
 

@@ -348,6 +348,28 @@ TEST_F(ConnectRouteTest, UnaryTimeoutHeaderSetsDeadline) {
   EXPECT_EQ(Parse(r.body)["hasDeadline"], true);
 }
 
+TEST_F(ConnectRouteTest, UnaryTimeoutZeroMeansNoDeadline) {
+  ServerThread server(router_);
+  Fields h;
+  h.set("Connect-Timeout-Ms", "0");
+  Reply r = Post(server.port(), "/test.Svc/Echo", "application/json", "{}", h);
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_EQ(Parse(r.body)["hasDeadline"], false);
+}
+
+TEST(KeepaliveIntervalTest, ParsesSecondsWithAFallback) {
+  RequestHead head;
+  EXPECT_EQ(KeepaliveInterval(head, std::chrono::seconds(90)), std::chrono::seconds(90));
+  for (const char* bad : {"", "0", "-1", "5s", "x", "99999999999"}) {
+    head.headers.set("Keepalive-Ping-Interval", bad);
+    EXPECT_EQ(KeepaliveInterval(head, std::chrono::seconds(90)), std::chrono::seconds(90)) << bad;
+  }
+  head.headers.set("Keepalive-Ping-Interval", "50");
+  EXPECT_EQ(KeepaliveInterval(head, std::chrono::seconds(90)), std::chrono::seconds(50));
+  head.headers.set("Keepalive-Ping-Interval", "4000000");
+  EXPECT_EQ(KeepaliveInterval(head, std::chrono::seconds(90)), std::chrono::hours(24));
+}
+
 TEST_F(ConnectRouteTest, StreamErrorBeforeAnyMessageIs200WithEndStreamError) {
   ServerThread server(router_);
   Reply r = Post(server.port(), "/test.Svc/FailFirst", "application/connect+json",

@@ -97,17 +97,6 @@ json StreamMessage(std::string_view kind, json value) {
   return j;
 }
 
-// Keepalive-Ping-Interval (seconds); the default when absent or not a positive number.
-std::chrono::seconds KeepaliveInterval(const http::RequestHead& head) {
-  std::string_view v = head.Header("keepalive-ping-interval");
-  uint32_t secs = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), secs);
-  if (ec != std::errc() || p != v.data() + v.size() || secs == 0) {
-    return FilesystemService::kDefaultKeepalive;
-  }
-  return std::chrono::seconds(std::min<uint32_t>(secs, 24 * 3600));
-}
-
 }  // namespace
 
 struct FilesystemService::ListSpec {
@@ -278,7 +267,8 @@ http::Task<Status> FilesystemService::WatchDir(const CallContext& ctx, const jso
   KILN_CO_ASSIGN_OR_RETURN(std::shared_ptr<DirWatcher> watcher, co_await StartWatch(spec));
   ScopeExit stop([&watcher] { watcher->Stop(); });
   KILN_CO_TRY(co_await stream.Send(StreamMessage("start", json::object())));
-  const std::chrono::seconds keepalive = KeepaliveInterval(ctx.head);
+  const std::chrono::seconds keepalive =
+      http::connect::KeepaliveInterval(ctx.head, FilesystemService::kDefaultKeepalive);
   Clock::time_point last_sent = Clock::now();
   for (;;) {
     Clock::time_point wake = last_sent + keepalive;

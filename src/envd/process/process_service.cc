@@ -20,13 +20,6 @@ namespace {
 
 http::Task<Result<json>> Ready(Result<json> r) { co_return r; }
 
-// The call's deadline; a Connect-Timeout-Ms of 0 means none (the SDK's `timeoutMs: 0`).
-std::optional<Clock::time_point> EffectiveDeadline(const CallContext& ctx) {
-  auto timeout = http::connect::ParseTimeout(ctx.head.Header("connect-timeout-ms"));
-  if (timeout && *timeout && (*timeout)->count() == 0) return std::nullopt;
-  return ctx.deadline;
-}
-
 std::unexpected<Error> DeadlineExceeded(pid_t pid) {
   return Fail(Errc::kTimeout,
               "process " + std::to_string(pid) + ": deadline exceeded (Connect-Timeout-Ms)");
@@ -34,22 +27,12 @@ std::unexpected<Error> DeadlineExceeded(pid_t pid) {
 
 }  // namespace
 
-std::chrono::seconds KeepaliveInterval(const http::RequestHead& head) {
-  std::string_view v = head.Header("keepalive-ping-interval");
-  unsigned secs = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), secs);
-  if (v.empty() || ec != std::errc() || p != v.data() + v.size() || secs == 0) {
-    return ProcessService::kDefaultKeepalive;
-  }
-  return std::chrono::seconds(std::min(secs, 24u * 3600u));
-}
-
 http::Task<Status> StreamProcessEvents(const CallContext& ctx,
                                        std::shared_ptr<ManagedProcess> proc,
                                        std::shared_ptr<Subscriber> sub, ServerStream& out,
                                        bool kill_at_deadline) {
-  const auto keepalive = KeepaliveInterval(ctx.head);
-  const auto deadline = EffectiveDeadline(ctx);
+  const auto keepalive = http::connect::KeepaliveInterval(ctx.head, ProcessService::kDefaultKeepalive);
+  const auto deadline = ctx.deadline;
   // A failed Send means the client is gone: only this stream ends, the process runs on.
   KILN_CO_TRY(co_await out.Send(wire::StartEventJson(static_cast<uint32_t>(proc->pid()))));
   auto last_sent = Clock::now();
@@ -134,7 +117,7 @@ Result<std::shared_ptr<ManagedProcess>> ProcessService::Launch(const CallContext
   KILN_ASSIGN_OR_RETURN(std::shared_ptr<ManagedProcess> proc, LaunchProcess(io_, std::move(spec)));
   // Registered before the io_context runs again, so the reaper cannot miss the exit.
   table_.Add(proc);
-  if (auto deadline = EffectiveDeadline(ctx)) proc->KillAt(*deadline);
+  if (ctx.deadline) proc->KillAt(*ctx.deadline);
   KILN_LOG(Debug, "process started", {"pid", proc->pid()}, {"user", user.name},
            {"cmd", log::Sanitize(proc->info().config.cmd)});
   return proc;

@@ -30,6 +30,8 @@ class ProcessService {
   ProcessService& operator=(const ProcessService&) = delete;
 
   void Register(http::Router& router);
+  // The agent's one reaper, for other components that start children (ChildReaper::Watch).
+  ChildReaper& reaper() { return reaper_; }
 
  private:
   http::Task<Status> Start(const http::connect::CallContext& ctx, const nlohmann::json& req,
@@ -61,8 +63,5 @@ http::Task<Status> StreamProcessEvents(const http::connect::CallContext& ctx,
                                        std::shared_ptr<ManagedProcess> proc,
                                        std::shared_ptr<Subscriber> sub,
                                        http::connect::ServerStream& out, bool kill_at_deadline);
-
-// The Keepalive-Ping-Interval header in seconds; kDefaultKeepalive when absent or invalid.
-std::chrono::seconds KeepaliveInterval(const http::RequestHead& head);
 
 }  // namespace kiln::envd

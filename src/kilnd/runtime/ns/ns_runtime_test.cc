@@ -388,7 +388,7 @@ class NsRuntimeNetTest : public NsRuntimeTest {
   void SetUp() override {
     NsRuntimeTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    auto network = net::HostNetwork::Setup(net::NetworkConfig{name_, "10.239.0.0/24"});
+    auto network = net::HostNetwork::Setup(net::NetworkConfig{name_, "10.239.0.0/24", {}});
     ASSERT_TRUE(network) << network.error().message();
     network_ = std::move(*network);
     options_.network = network_.get();
@@ -434,7 +434,7 @@ TEST_F(NsRuntimeTest, CleanupStaleRemovesWhatADeadKilndLeft) {
   ASSERT_GE(kilnd, 0);
   if (kilnd == 0) {
     rd.reset();
-    auto network = net::HostNetwork::Setup(net::NetworkConfig{name_, "10.239.1.0/24"});
+    auto network = net::HostNetwork::Setup(net::NetworkConfig{name_, "10.239.1.0/24", {}});
     if (!network) _exit(2);
     NsRuntimeOptions opts = options_;
     opts.network = network->get();
