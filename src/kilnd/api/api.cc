@@ -92,6 +92,14 @@ json DetailJson(const SandboxRow& r, const ApiOptions& o) {
   return j;
 }
 
+json RecordJson(const SandboxRow& r, const ApiOptions& o) {
+  json j = DetailJson(r, o);
+  j.erase("envdAccessToken");
+  if (!r.end_reason.empty()) j["endReason"] = r.end_reason;
+  if (r.ended_at_ms > 0) j["endedAt"] = Time(r.ended_at_ms);
+  return j;
+}
+
 json MetricJson(const MetricSample& m) {
   json j = json::object();
   j["timestamp"] = Time(m.timestamp_ms);
@@ -231,6 +239,13 @@ http::Task<void> Api::Handle(http::Exchange& ex) {
   if (seg.size() == 2 && seg[0] == "kiln" && seg[1] == "status" && m == Verb::get) {
     // kiln's own: warm pool fill and sandbox count (for operators and benchmarks).
     co_await ex.Respond(Response::Json(200, Dump(StatusJson(manager_))));
+    co_return;
+  }
+  if (seg.size() == 3 && seg[0] == "kiln" && seg[1] == "sandboxes" && m == Verb::get) {
+    // kiln's own: what happened to a sandbox, also after it was killed.
+    auto row = manager_.Record(seg[2]);
+    if (!row) co_return (void)co_await ex.Respond(ErrorResponse(row.error()));
+    co_await ex.Respond(Response::Json(200, Dump(RecordJson(*row, options_))));
     co_return;
   }
   bool v2 = !seg.empty() && seg[0] == "v2";

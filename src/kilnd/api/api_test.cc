@@ -167,6 +167,15 @@ TEST_F(ApiTest, GetKillAndUnknownIds) {
   EXPECT_EQ(Call(http::Verb::post, "/sandboxes/" + id + "/pause").status, 404u);
   EXPECT_EQ(Call(http::Verb::post, "/v2/sandboxes/" + id + "/connect", "{}").status, 404u);
   EXPECT_EQ(Call(http::Verb::get, "/sandboxes/" + id + "/metrics").status, 404u);
+  // kiln's record still says what happened to it.
+  auto record = Call(http::Verb::get, "/kiln/sandboxes/" + id);
+  ASSERT_EQ(record.status, 200u);
+  json rec = json::parse(record.body);
+  EXPECT_EQ(rec["state"], "killed");
+  EXPECT_EQ(rec["endReason"], "killed");
+  EXPECT_TRUE(rec.contains("endedAt"));
+  EXPECT_FALSE(rec.contains("envdAccessToken"));
+  EXPECT_EQ(Call(http::Verb::get, "/kiln/sandboxes/inever").status, 404u);
 }
 
 TEST_F(ApiTest, ListFiltersByTripleEncodedMetadataAndPaginatesNewestFirst) {

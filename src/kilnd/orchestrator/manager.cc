@@ -449,6 +449,13 @@ Result<SandboxRow> SandboxManager::Get(const std::string& id) const {
   return it->second->row;
 }
 
+Result<SandboxRow> SandboxManager::Record(const std::string& id) const {
+  if (auto live = Get(id)) return live;
+  KILN_ASSIGN_OR_RETURN(std::optional<SandboxRow> row, store_.GetSandbox(id));
+  if (!row) return Fail(Errc::kNotFound, "sandbox \"" + id + "\" was never created here");
+  return *row;
+}
+
 std::vector<SandboxRow> SandboxManager::List() const {
   std::vector<SandboxRow> out;
   for (const auto& [id, sb] : sandboxes_) {

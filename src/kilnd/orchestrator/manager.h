@@ -95,6 +95,8 @@ class SandboxManager {
   // Running or paused sandbox; kNotFound otherwise.
   Result<SandboxRow> Get(const std::string& id) const;
   std::vector<SandboxRow> List() const;
+  // Any sandbox this kilnd has recorded, killed ones included (with why they ended).
+  Result<SandboxRow> Record(const std::string& id) const;
   // false when no such sandbox is alive or paused.
   http::Task<Result<bool>> Kill(std::string id);
   Status SetTimeout(const std::string& id, int64_t timeout_s);
