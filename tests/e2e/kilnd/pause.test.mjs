@@ -2,6 +2,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { Sandbox } from 'e2b'
 import { startKilnd, waitFor, hostLeftovers, T } from './harness.mjs'
 
@@ -66,6 +67,9 @@ test('kilnd killed with SIGKILL: nothing left behind, paused sandboxes survive w
 
   // The restarted kilnd removed what the dead one left: the lost sandbox's processes are gone.
   assert.equal(sleepers('6061'), 0)
+  for (const h of ['unified', 'memory', 'pids', 'cpu']) {
+    assert.equal(existsSync(`/sys/fs/cgroup/${h}/kiln-${kilnd.name}/${lost.sandboxId}`), false, `${h} cgroup left`)
+  }
   const left = hostLeftovers(kilnd.name)
   assert.equal(await Sandbox.kill(lost.sandboxId, opts), false, 'a running sandbox cannot survive kilnd')
   const info = await Sandbox.getInfo(keep.sandboxId, opts)
