@@ -52,6 +52,21 @@ test('pause and resume keep files, env vars and processes', T, async () => {
   }
 })
 
+test('a sandbox created with onTimeout: pause is paused at its timeout, not killed', T, async () => {
+  const sbx = await Sandbox.create('base', { ...opts, timeoutMs: 2_000, lifecycle: { onTimeout: 'pause' } })
+  try {
+    assert.equal((await sbx.getInfo()).lifecycle?.onTimeout, 'pause')
+    await sbx.files.write('/home/user/kept.txt', 'kept at timeout')
+    await waitFor(async () => (await Sandbox.getInfo(sbx.sandboxId, opts)).state === 'paused',
+      { timeoutMs: 15_000, what: 'the timeout to pause the sandbox' })
+    assert.equal(await sbx.isRunning(), false)
+    const again = await Sandbox.connect(sbx.sandboxId, { ...opts, timeoutMs: 60_000 })
+    assert.equal(await again.files.read('/home/user/kept.txt'), 'kept at timeout')
+  } finally {
+    await Sandbox.kill(sbx.sandboxId, opts)
+  }
+})
+
 test('kilnd killed with SIGKILL: nothing left behind, paused sandboxes survive with their files', { timeout: 120_000 }, async () => {
   const keep = await Sandbox.create('base', { ...opts, envs: { KEPT: 'across-restart' } })
   await keep.files.write('/home/user/survivor.txt', 'still here')
