@@ -87,7 +87,7 @@ json DetailJson(const SandboxRow& r, const ApiOptions& o) {
   j["domain"] = o.domain.empty() ? json(nullptr) : json(o.domain);
   json lifecycle = json::object();
   lifecycle["onTimeout"] = r.auto_pause ? "pause" : "kill";
-  lifecycle["autoResume"] = false;
+  lifecycle["autoResume"] = r.auto_resume;
   j["lifecycle"] = lifecycle;
   return j;
 }
@@ -159,6 +159,14 @@ Result<CreateParams> ParseCreate(const json& j) {
   if (internet) p.allow_internet = *internet;
   KILN_ASSIGN_OR_RETURN(auto auto_pause, wire::GetBool(j, "autoPause", "auto_pause"));
   if (auto_pause) p.auto_pause = *auto_pause;
+  KILN_ASSIGN_OR_RETURN(auto auto_resume, wire::GetObject(j, "autoResume", "auto_resume"));
+  if (auto_resume) {
+    KILN_ASSIGN_OR_RETURN(auto enabled, wire::GetBool(*auto_resume, "enabled"));
+    p.auto_resume = enabled.value_or(false);
+  }
+  if (p.auto_resume && !p.auto_pause) {
+    return Fail(Errc::kInvalidArgument, "autoResume needs autoPause (onTimeout: pause)");
+  }
   if (const json* net = wire::FindField(j, "network"); net && net->is_object()) {
     // An explicit deny of everything is the same as allow_internet_access: false.
     if (auto deny = net->find("denyOut"); deny != net->end() && deny->is_array()) {

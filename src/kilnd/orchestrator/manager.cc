@@ -350,6 +350,7 @@ http::Task<Result<SandboxRow>> SandboxManager::Create(CreateParams params) {
   row.envd_token = NewToken();
   row.allow_internet = params.allow_internet;
   row.auto_pause = params.auto_pause;
+  row.auto_resume = params.auto_resume;
   row.cpu_count = std::max<uint32_t>(1, options_.limits.cpu_millis / 1000);
   row.memory_mb = static_cast<uint32_t>(options_.limits.memory_bytes >> 20);
   row.disk_mb = static_cast<uint32_t>(options_.limits.disk_bytes >> 20);
@@ -595,6 +596,17 @@ http::Task<Result<std::pair<SandboxRow, bool>>> SandboxManager::Connect(std::str
   ArmTimer(*sb);
   KILN_LOG(Info, "sandbox resumed", {"sandbox", id});
   co_return std::make_pair(sb->row, true);
+}
+
+http::Task<Status> SandboxManager::ResumeForTraffic(std::string id) {
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end() || it->second->row.state != "paused" || !it->second->row.auto_resume) {
+    co_return Unexpected(Error(Errc::kNotFound, "The sandbox was not found"));
+  }
+  KILN_LOG(Info, "resuming sandbox for incoming traffic", {"sandbox", id});
+  auto resumed = co_await Connect(id, options_.default_timeout_s);
+  if (!resumed) co_return Unexpected(std::move(resumed).error());
+  co_return Status();
 }
 
 Result<std::shared_ptr<Instance>> SandboxManager::RunningInstance(const std::string& id) const {

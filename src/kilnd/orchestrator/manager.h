@@ -64,6 +64,7 @@ struct CreateParams {
   std::map<std::string, std::string> env_vars;
   bool allow_internet = true;
   bool auto_pause = false;
+  bool auto_resume = false;
 };
 
 struct MetricSample {
@@ -104,6 +105,10 @@ class SandboxManager {
   http::Task<Status> Pause(std::string id);
   Result<std::vector<MetricSample>> Metrics(const std::string& id, int64_t start_s,
                                             int64_t end_s) const;
+
+  // For the proxy: resumes a paused sandbox that asked to be resumed by traffic
+  // (autoResume); kNotFound when it did not ask or is not paused.
+  http::Task<Status> ResumeForTraffic(std::string id);
 
   // For the proxy: the instance of a running sandbox. kNotFound when it is unknown, killed
   // or paused; kUnavailable while it pauses or resumes.

@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS sandboxes (
   envd_token TEXT NOT NULL DEFAULT '',
   allow_internet INTEGER NOT NULL DEFAULT 1,
   auto_pause INTEGER NOT NULL DEFAULT 0,
+  auto_resume INTEGER NOT NULL DEFAULT 0,
   started_at_ms INTEGER NOT NULL,
   end_at_ms INTEGER NOT NULL,
   cpu_count INTEGER NOT NULL,
@@ -100,7 +101,7 @@ std::map<std::string, std::string> JsonToMap(const std::string& s) {
 constexpr const char* kSandboxColumns =
     "id, template_id, alias, state, metadata, env_vars, envd_token, allow_internet, auto_pause,"
     " started_at_ms, end_at_ms, cpu_count, memory_mb, disk_mb, snapshot_dir, end_reason,"
-    " ended_at_ms";
+    " ended_at_ms, auto_resume";
 
 SandboxRow ReadSandbox(const Statement& st) {
   SandboxRow r;
@@ -121,6 +122,7 @@ SandboxRow ReadSandbox(const Statement& st) {
   r.snapshot_dir = st.Text(14);
   r.end_reason = st.Text(15);
   r.ended_at_ms = st.Int(16);
+  r.auto_resume = st.Int(17) != 0;
   return r;
 }
 
@@ -159,8 +161,8 @@ Status Store::PutSandbox(const SandboxRow& r) {
   Statement st(db_,
                "INSERT OR REPLACE INTO sandboxes (id, template_id, alias, state, metadata, env_vars,"
                " envd_token, allow_internet, auto_pause, started_at_ms, end_at_ms, cpu_count,"
-               " memory_mb, disk_mb, snapshot_dir, end_reason, ended_at_ms)"
-               " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+               " memory_mb, disk_mb, snapshot_dir, end_reason, ended_at_ms, auto_resume)"
+               " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   KILN_TRY(st.ok());
   st.Bind(1, r.id);
   st.Bind(2, r.template_id);
@@ -179,6 +181,7 @@ Status Store::PutSandbox(const SandboxRow& r) {
   st.Bind(15, r.snapshot_dir);
   st.Bind(16, r.end_reason);
   st.Bind(17, r.ended_at_ms);
+  st.Bind(18, int64_t{r.auto_resume});
   KILN_TRY(st.Step());
   return {};
 }

@@ -28,6 +28,7 @@ struct SandboxRow {
   std::string envd_token;
   bool allow_internet = true;
   bool auto_pause = false;
+  bool auto_resume = false;  // a paused sandbox resumes when traffic arrives for it
   int64_t started_at_ms = 0;
   int64_t end_at_ms = 0;
   uint32_t cpu_count = 1;

@@ -126,6 +126,10 @@ http::Task<void> Proxy::Handle(http::Exchange& ex, Result<ProxyTarget> target) {
         404, "the path " + head.path + " is reserved for the control plane"));
   }
   auto instance = manager_.RunningInstance(id);
+  if (!instance && instance.error().code() == Errc::kNotFound) {
+    // A paused sandbox created with autoResume wakes up for this request.
+    if (co_await manager_.ResumeForTraffic(id)) instance = manager_.RunningInstance(id);
+  }
   if (!instance) {
     unsigned status = instance.error().code() == Errc::kUnavailable ? 409 : 502;
     co_return (void)co_await ex.Respond(SandboxError(status, id, instance.error().message()));

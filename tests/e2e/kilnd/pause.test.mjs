@@ -67,6 +67,31 @@ test('a sandbox created with onTimeout: pause is paused at its timeout, not kill
   }
 })
 
+test('autoResume: traffic to a paused sandbox resumes it', T, async () => {
+  const sbx = await Sandbox.create('base', { ...opts, lifecycle: { onTimeout: 'pause', autoResume: true } })
+  try {
+    assert.equal((await sbx.getInfo()).lifecycle?.autoResume, true)
+    await sbx.files.write('/home/user/note.txt', 'before')
+    assert.equal(await sbx.pause(), true)
+    assert.equal((await Sandbox.getInfo(sbx.sandboxId, opts)).state, 'paused')
+    // No connect(): the command itself wakes the sandbox through the proxy.
+    const r = await sbx.commands.run('cat /home/user/note.txt')
+    assert.equal(r.stdout, 'before')
+    assert.equal((await Sandbox.getInfo(sbx.sandboxId, opts)).state, 'running')
+  } finally {
+    await Sandbox.kill(sbx.sandboxId, opts)
+  }
+  // Without autoResume a paused sandbox stays paused: 502 for traffic.
+  const plain = await Sandbox.create('base', opts)
+  try {
+    await plain.pause()
+    assert.equal(await plain.isRunning(), false)
+    assert.equal((await Sandbox.getInfo(plain.sandboxId, opts)).state, 'paused')
+  } finally {
+    await Sandbox.kill(plain.sandboxId, opts)
+  }
+})
+
 test('kilnd killed with SIGKILL: nothing left behind, paused sandboxes survive with their files', { timeout: 120_000 }, async () => {
   const keep = await Sandbox.create('base', { ...opts, envs: { KEPT: 'across-restart' } })
   await keep.files.write('/home/user/survivor.txt', 'still here')
