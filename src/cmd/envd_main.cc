@@ -1,17 +1,23 @@
 // kiln-envd: the in-sandbox agent. Flags, wiring and the event loop only.
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/log.h"
 #include "envd/agent.h"
+#include "envd/sudo/sudo_client.h"
+#include "envd/sudo/sudo_server.h"
 #include "http/server.h"
 
 namespace {
@@ -21,12 +27,16 @@ struct Flags {
   uint16_t port = 49983;
   kiln::log::Level level = kiln::log::Level::kInfo;
   bool json_log = false;
+  // Where the sudo server listens; empty: no sudo server. Default: the standard path when the
+  // agent is a sandbox's init (PID 1, root), else none (an agent started on some host must not
+  // hand out root to that host's group `sudo`).
+  std::optional<std::string> sudo_socket;
 };
 
 void Usage() {
   std::fprintf(stderr,
                "usage: kiln-envd [--listen ADDR] [--port PORT] [--log-level debug|info|warn|error]"
-               " [--json-log] [--version]\n");
+               " [--json-log] [--sudo-socket PATH | --no-sudo] [--version]\n");
 }
 
 bool ParseFlags(int argc, char** argv, Flags& f) {
@@ -52,6 +62,12 @@ bool ParseFlags(int argc, char** argv, Flags& f) {
       f.level = *level;
     } else if (a == "--json-log") {
       f.json_log = true;
+    } else if (a == "--sudo-socket") {
+      const char* v = value();
+      if (!v || *v == 0) return false;
+      f.sudo_socket = v;
+    } else if (a == "--no-sudo") {
+      f.sudo_socket = "";
     } else if (a == "--version") {
       std::printf("%s\n", std::string(kiln::envd::kEnvdVersion).c_str());
       std::exit(0);
@@ -62,9 +78,28 @@ bool ParseFlags(int argc, char** argv, Flags& f) {
   return true;
 }
 
+// kiln-envd is also the sandbox's `sudo` (/usr/local/bin/sudo links to it).
+bool CalledAsSudo(const char* argv0) {
+  std::string_view name = argv0 != nullptr ? argv0 : "";
+  if (size_t slash = name.rfind('/'); slash != std::string_view::npos) {
+    name.remove_prefix(slash + 1);
+  }
+  return name == "sudo";
+}
+
+std::string SudoSocketPath(const Flags& flags) {
+  if (flags.sudo_socket) return *flags.sudo_socket;
+  return getpid() == 1 && geteuid() == 0 ? kiln::envd::sudo::kDefaultSocketPath : "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 0 && CalledAsSudo(argv[0])) {
+    kiln::envd::sudo::SudoClientConfig config;
+    config.agent_version = std::string(kiln::envd::kEnvdVersion);
+    return kiln::envd::sudo::RunSudoClient(std::vector<std::string>(argv + 1, argv + argc), config);
+  }
   Flags flags;
   if (!ParseFlags(argc, argv, flags)) {
     Usage();
@@ -83,6 +118,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   server.Start();
+  std::unique_ptr<kiln::envd::sudo::SudoServer> sudo;
+  if (std::string path = SudoSocketPath(flags); !path.empty()) {
+    kiln::envd::sudo::SudoServerOptions options;
+    options.socket_path = path;
+    auto started = kiln::envd::sudo::SudoServer::Start(io, agent.reaper(), std::move(options));
+    if (started) {
+      sudo = std::move(*started);
+    } else {
+      // The agent is still useful without sudo: say why, keep going.
+      KILN_LOG(Error, "sudo server not started", {"error", started.error().message()});
+    }
+  }
   boost::asio::signal_set stop(io, SIGINT, SIGTERM);
   stop.async_wait([&](const boost::system::error_code&, int) { io.stop(); });
   KILN_LOG(Info, "kiln-envd listening", {"addr", flags.listen}, {"port", server.port()},

@@ -45,4 +45,6 @@ Agent::Agent(boost::asio::io_context& io, AgentState initial)
 
 Agent::~Agent() = default;
 
+ChildReaper& Agent::reaper() { return process_->reaper(); }
+
 }  // namespace kiln::envd

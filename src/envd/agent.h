@@ -8,6 +8,7 @@
 
 namespace kiln::envd {
 
+class ChildReaper;
 class ProcessService;
 class FilesystemService;
 class FilesRoutes;
@@ -22,6 +23,9 @@ class Agent {
 
   const http::Router& router() const { return router_; }
   AgentState& state() { return state_; }
+  // The agent's one collector of exited children (owned by the process service); other
+  // components that start children register them here.
+  ChildReaper& reaper();
 
  private:
   boost::asio::io_context& io_;

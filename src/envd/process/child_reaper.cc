@@ -38,8 +38,18 @@ void ChildReaper::ReapNow() {
     if (pid < 0 && errno == EINTR) continue;
     // 0: children remain but none has exited; -1: ECHILD, there are none at all.
     if (pid <= 0) return;
+    if (auto it = watched_.find(pid); it != watched_.end()) {
+      ExitFn fn = std::move(it->second);
+      watched_.erase(it);
+      fn(pid, status);
+      continue;
+    }
     on_exit_(pid, status);
   }
 }
+
+void ChildReaper::Watch(pid_t pid, ExitFn fn) { watched_[pid] = std::move(fn); }
+
+void ChildReaper::Unwatch(pid_t pid) { watched_.erase(pid); }
 
 }  // namespace kiln::envd
