@@ -19,7 +19,7 @@ std::vector<Recipe> BuiltinRecipes() {
   std::vector<Recipe> recipes;
   Recipe base;
   base.name = "base";
-  base.version = 2;  // v2: apt package lists removed
+  base.version = 3;  // v2: apt package lists removed; v3: /usr/local/bin/sudo -> /.kiln/envd
   base.packages = {"bash", "coreutils", "python3", "git",
                    "curl", "sudo",      "procps",  "ca-certificates"};
   base.env = {{"LANG", "C.UTF-8"}};

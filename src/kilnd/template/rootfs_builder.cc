@@ -79,8 +79,9 @@ Status CustomizeRootfs(const RootfsTree& tree, const Recipe& recipe,
   KILN_TRY(Wrapped(CleanAptCache(tree), "clean apt cache"));
   KILN_TRY(Wrapped(MakeMountPoints(tree), "mount points"));
   KILN_TRY(tree.MakeDirs("usr/local/bin", FileAttrs{0755, 0, 0}));
-  return Wrapped(tree.CopyFileIn(envd_binary, kEnvdPathInRootfs, FileAttrs{0755, 0, 0}),
-                 "copy kiln-envd");
+  KILN_TRY(Wrapped(tree.CopyFileIn(envd_binary, kEnvdPathInRootfs, FileAttrs{0755, 0, 0}),
+                   "copy kiln-envd"));
+  return Wrapped(tree.Symlink(kSudoLinkTarget, kSudoPathInRootfs, 0, 0), "sudo link");
 }
 
 Status BuildDebianRootfs(const BuildJob& job) {

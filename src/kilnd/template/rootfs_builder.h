@@ -23,6 +23,11 @@ inline constexpr int kBuiltPercent = 95;
 
 // Where the kiln-envd copy lives in every template.
 inline constexpr char kEnvdPathInRootfs[] = "usr/local/bin/kiln-envd";
+// The sandbox's `sudo`: a link to the agent the runtime mounts at /.kiln/envd, which then acts
+// as the sudo client (a setuid sudo cannot work under no_new_privs). Debian's PATH puts
+// /usr/local/bin before /usr/bin, so it shadows /usr/bin/sudo, which stays as it is.
+inline constexpr char kSudoPathInRootfs[] = "usr/local/bin/sudo";
+inline constexpr char kSudoLinkTarget[] = "/.kiln/envd";
 
 struct BuildJob {
   Recipe recipe;
@@ -45,7 +50,8 @@ Status BuildDebianRootfs(const BuildJob& job);
 // The steps after debootstrap: user `recipe.default_user` (uid/gid 1000, home from etc/skel,
 // bash, group sudo), /etc/sudoers.d/<user> (NOPASSWD, 0440), /etc/hostname, /etc/hosts,
 // /etc/resolv.conf (a placeholder; the runtime provides the real one), apt's caches and
-// package lists emptied, kiln-envd at /usr/local/bin/kiln-envd (0755). `today` is the day number
+// package lists emptied, kiln-envd at /usr/local/bin/kiln-envd (0755), /usr/local/bin/sudo ->
+// /.kiln/envd. `today` is the day number
 // written to etc/shadow. Needs root for the chown to 1000.
 Status CustomizeRootfs(const RootfsTree& tree, const Recipe& recipe,
                        const std::filesystem::path& envd_binary, long today);

@@ -107,6 +107,8 @@ TEST_F(CustomizeRootfsTest, AddsUserSudoHostFilesAndEnvd) {
 
   EXPECT_EQ(Read("usr/local/bin/kiln-envd"), "#!envd");
   EXPECT_EQ(Stat("usr/local/bin/kiln-envd").st_mode & 07777, 0755u);
+  EXPECT_TRUE(S_ISLNK(Stat("usr/local/bin/sudo").st_mode));
+  EXPECT_EQ(fs::read_symlink(root_ / "usr/local/bin/sudo"), "/.kiln/envd");
   EXPECT_EQ(Stat("tmp").st_mode & 07777, 01777u);
   for (const char* d : {"proc", "sys", "dev/pts", "run"})
     EXPECT_TRUE(fs::is_directory(root_ / d)) << d;

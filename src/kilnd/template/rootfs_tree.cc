@@ -221,6 +221,25 @@ Status RootfsTree::CopyFileIn(const std::filesystem::path& src, std::string_view
                      [&](int fd) { return CopyFd(in.get(), fd, src.string()); });
 }
 
+Status RootfsTree::Symlink(std::string_view target, std::string_view rel, uid_t uid,
+                           gid_t gid) const {
+  KILN_ASSIGN_OR_RETURN(auto parent, OpenParent(rel));
+  const int dir = parent.first.get();
+  std::string tmp = ".kiln-new." + parent.second;
+  unlinkat(dir, tmp.c_str(), 0);  // a leftover of an interrupted build
+  if (symlinkat(std::string(target).c_str(), dir, tmp.c_str()) < 0) {
+    return FailErrno("symlink " + std::string(rel));
+  }
+  Status st;
+  if (fchownat(dir, tmp.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+    st = FailErrno("chown " + std::string(rel));
+  } else if (renameat(dir, tmp.c_str(), dir, parent.second.c_str()) < 0) {
+    st = FailErrno("rename into " + std::string(rel));
+  }
+  if (!st) unlinkat(dir, tmp.c_str(), 0);
+  return st;
+}
+
 Status RootfsTree::MakeDirs(std::string_view rel, const FileAttrs& attrs) const {
   std::string_view r = Relative(rel);
   size_t pos = 0;

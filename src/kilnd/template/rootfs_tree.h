@@ -45,6 +45,10 @@ class RootfsTree {
   Status CopyFileIn(const std::filesystem::path& src, std::string_view rel,
                     const FileAttrs& attrs) const;
 
+  // Creates or replaces `rel` with a symlink to `target`, stored verbatim (not resolved, so an
+  // absolute target means the sandbox's path), owned by uid:gid. The parent must exist.
+  Status Symlink(std::string_view target, std::string_view rel, uid_t uid, gid_t gid) const;
+
   // mkdir -p: creates missing directories of `rel` with `attrs`; existing ones are kept
   // as they are. kInvalidArgument if a component exists and is not a directory.
   Status MakeDirs(std::string_view rel, const FileAttrs& attrs) const;

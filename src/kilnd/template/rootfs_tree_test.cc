@@ -81,6 +81,20 @@ TEST_F(RootfsTreeTest, AbsoluteSymlinksResolveInsideTheTree) {
   EXPECT_EQ(Read(base_ / "tree/etc/via-link"), "ok");
 }
 
+TEST_F(RootfsTreeTest, SymlinkIsStoredVerbatimAndReplacesWhatWasThere) {
+  ASSERT_TRUE(tree_->MakeDirs("usr/local/bin", {0755, getuid(), getgid()}));
+  ASSERT_TRUE(tree_->WriteFile("usr/local/bin/sudo", "old", {0755, getuid(), getgid()}));
+  auto st = tree_->Symlink("/.kiln/envd", "/usr/local/bin/sudo", getuid(), getgid());
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_TRUE(S_ISLNK(Stat(base_ / "tree/usr/local/bin/sudo").st_mode));
+  EXPECT_EQ(fs::read_symlink(base_ / "tree/usr/local/bin/sudo"), "/.kiln/envd");
+  // Again over the link itself: replaced, not followed.
+  ASSERT_TRUE(tree_->Symlink("/other", "usr/local/bin/sudo", getuid(), getgid()));
+  EXPECT_EQ(fs::read_symlink(base_ / "tree/usr/local/bin/sudo"), "/other");
+  EXPECT_EQ(std::distance(fs::directory_iterator(base_ / "tree/usr/local/bin"), {}), 1);
+  EXPECT_FALSE(tree_->Symlink("/x", "no/such/dir/link", getuid(), getgid()));
+}
+
 TEST_F(RootfsTreeTest, ReplaceFileKeepsModeAndNeedsAFile) {
   std::ofstream(base_ / "tree/etc/shadow") << "old\n";
   chmod((base_ / "tree/etc/shadow").c_str(), 0640);
