@@ -36,9 +36,10 @@ int RunRemote(const CommandLine& line, const Io& io, const Environment& env) {
     PrintError(io.err, endpoint.error().message());
     return 2;
   }
+  // Before the client: its connections must be destroyed while their io_context exists.
+  net::io_context loop(1);
   KilndClient kilnd(std::move(*endpoint), line.global.api_key);
   CommandContext ctx{io, env, kilnd};
-  net::io_context loop(1);
   std::optional<Result<int>> result;
   std::exception_ptr thrown;
   net::co_spawn(loop, Dispatch(ctx, line.command),
