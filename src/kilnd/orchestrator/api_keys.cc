@@ -28,13 +28,18 @@ Result<std::string> ApiKeys::Create(const std::string& name) {
   return key;
 }
 
-bool ApiKeys::Verify(std::string_view key) const {
+bool ApiKeys::Verify(std::string_view key) {
   if (key.empty()) return false;
   std::string hash = Sha256Hex(key);
   bool found = false;
-  // Every stored hash is compared, so the time taken does not depend on which one matches.
+  // Every known hash is compared, so the time taken does not depend on which one matches.
   for (const auto& h : hashes_) found |= ConstantTimeEquals(hash, h);
-  return found;
+  if (found) return true;
+  // A key made by another process (the CLI) since: one indexed lookup of the hash.
+  auto stored = store_.HasApiKeyHash(hash);
+  if (!stored || !*stored) return false;
+  hashes_.push_back(std::move(hash));
+  return true;
 }
 
 }  // namespace kiln::kilnd

@@ -286,7 +286,15 @@ Result<std::unique_ptr<NsRuntime>> NsRuntime::Create(
   return rt;
 }
 
-NsRuntime::~NsRuntime() { cgroups_->RemoveParentIfEmpty(); }
+NsRuntime::~NsRuntime() {
+  cgroups_->RemoveParentIfEmpty();
+  // The state directory's skeleton, if nothing lives in it any more (an instance may
+  // outlive the runtime; rmdir leaves a non-empty directory alone).
+  for (const auto& d : {mnt_root_, mnt_lower_, mnt_layer_, mnt_layer_.parent_path(), sandboxes_dir_,
+                        options_.state_dir}) {
+    (void)rmdir(d.c_str());
+  }
+}
 
 Status NsRuntime::CleanupStale() {
   KILN_TRY(cgroups_->RemoveLeftovers());
