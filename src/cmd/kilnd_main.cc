@@ -373,5 +373,6 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   KILN_LOG(Info, "kilnd listening", {"addr", flags.listen_host}, {"port", server.port()});
   io.run();
+  (*runtime)->RemoveStateDirIfEmpty();
   return 0;
 }

@@ -98,7 +98,8 @@ test('kilnd killed with SIGKILL: nothing left behind, paused sandboxes survive w
   assert.equal(await keep.pause(), true)
   const lost = await Sandbox.create('base', opts)
   await lost.commands.run('sleep 6061', { background: true, timeoutMs: 0 })
-  assert.equal(sleepers('6061'), 1)
+  // bash -l -c execs sleep a moment after the command started.
+  await waitFor(() => sleepers('6061') === 1, { what: 'sleep 6061 in the sandbox' })
 
   await kilnd.stop('SIGKILL')
   // The sandboxes' processes were children of kilnd's sandboxes; the next start must clean them.

@@ -286,10 +286,10 @@ Result<std::unique_ptr<NsRuntime>> NsRuntime::Create(
   return rt;
 }
 
-NsRuntime::~NsRuntime() {
-  cgroups_->RemoveParentIfEmpty();
-  // The state directory's skeleton, if nothing lives in it any more (an instance may
-  // outlive the runtime; rmdir leaves a non-empty directory alone).
+NsRuntime::~NsRuntime() { cgroups_->RemoveParentIfEmpty(); }
+
+void NsRuntime::RemoveStateDirIfEmpty() {
+  // rmdir leaves a directory that still holds something (a live sandbox's dir) alone.
   for (const auto& d : {mnt_root_, mnt_lower_, mnt_layer_, mnt_layer_.parent_path(), sandboxes_dir_,
                         options_.state_dir}) {
     (void)rmdir(d.c_str());

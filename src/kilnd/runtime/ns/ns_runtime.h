@@ -79,6 +79,10 @@ class NsRuntime final : public Runtime {
   // without a network, its nftables table (with one, HostNetwork::Setup already replaced it).
   Status CleanupStale() override;
 
+  // At shutdown, once every sandbox is gone: removes the state directory's empty skeleton.
+  // Not in the destructor, because another runtime (a test, a restarted kilnd) may share it.
+  void RemoveStateDirIfEmpty();
+
   const NsRuntimeOptions& options() const { return options_; }
   const cgroup::CgroupBackend& cgroups() const { return *cgroups_; }
 
