@@ -386,7 +386,9 @@ http::Task<Result<SandboxRow>> SandboxManager::Create(CreateParams params) {
     co_return Unexpected(Error(Errc::kUnavailable, "kilnd is shutting down"));
   }
   StartDns(*sb, *instance);
-  int64_t now = NowMs();
+  // Start times are unique and increasing, so "newest first" is a total order for listing.
+  int64_t now = std::max(NowMs(), last_started_ms_ + 1);
+  last_started_ms_ = now;
   row.state = "running";
   row.started_at_ms = now;
   row.end_at_ms = now + ClampTimeout(params.timeout_s) * 1000;

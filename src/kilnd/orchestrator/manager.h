@@ -155,6 +155,7 @@ class SandboxManager {
   std::map<std::string, bool> refilling_;
   boost::asio::steady_timer sample_timer_;
   bool stopping_ = false;
+  int64_t last_started_ms_ = 0;
 };
 
 }  // namespace kiln::kilnd
