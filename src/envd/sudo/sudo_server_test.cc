@@ -44,14 +44,31 @@ std::string ReadToEof(int fd, Clock::time_point deadline = Clock::now() + kWait)
   std::string out;
   for (;;) {
     pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, MsLeft(deadline)) <= 0) {
+    // SIGCHLD (the reaper's handler) may land on this thread: EINTR is no answer.
+    int ready = poll(&p, 1, MsLeft(deadline));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) {
       ADD_FAILURE() << "no EOF before the deadline; got '" << out << "'";
       return out;
     }
     char buf[4096];
     ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return out;
     out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// One line from a pipe (retrying EINTR), for "the command has started" handshakes.
+std::string ReadLine(int fd) {
+  std::string line;
+  char c;
+  for (;;) {
+    ssize_t n = read(fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return line;
+    line += c;
+    if (c == '\n') return line;
   }
 }
 
@@ -239,8 +256,7 @@ TEST_F(SudoServerTest, SignalMessagesReachTheCommand) {
   Client c(socket_path());
   c.Send(Command({"sh", "-c", "echo started; exec sleep 100"}), -1, out.w.get(), -1);
   out.w.reset();
-  char buf[8];
-  ASSERT_EQ(read(out.r.get(), buf, 8), 8);  // "started\n": the command runs
+  ASSERT_EQ(ReadLine(out.r.get()), "started\n");  // "started\n": the command runs
   c.Signal(SIGTERM);
   SudoReply reply = c.Reply();
   EXPECT_EQ(reply.signal, SIGTERM);
@@ -253,8 +269,7 @@ TEST_F(SudoServerTest, ClientGoneHangsUpTheCommand) {
   Client c(socket_path());
   c.Send(Command({"sh", "-c", "echo started; exec sleep 100"}), -1, out.w.get(), -1);
   out.w.reset();
-  char buf[8];
-  ASSERT_EQ(read(out.r.get(), buf, 8), 8);
+  ASSERT_EQ(ReadLine(out.r.get()), "started\n");
   c.Close();
   // The pipe reaches EOF when sleep (its last writer) is gone.
   EXPECT_EQ(ReadToEof(out.r.get()), "");
@@ -321,8 +336,7 @@ TEST_F(SudoServerTest, SessionLimit) {
   Client first(socket_path());
   first.Send(Command({"sh", "-c", "echo started; exec sleep 100"}), -1, out.w.get(), -1);
   out.w.reset();
-  char buf[8];
-  ASSERT_EQ(read(out.r.get(), buf, 8), 8);
+  ASSERT_EQ(ReadLine(out.r.get()), "started\n");
   Client second(socket_path());
   SudoReply reply = second.Reply();
   EXPECT_EQ(reply.exit_code, 1);
