@@ -56,6 +56,17 @@ std::string InitBody(const std::map<std::string, std::string>& env, const std::s
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// A Connect envelope starting /bin/true as the template's default user.
+std::string WarmUpEnvelope() {
+  std::string msg = R"({"process":{"cmd":"/bin/true"},"stdin":false})";
+  std::string out(5, '\0');
+  out[1] = static_cast<char>((msg.size() >> 24) & 0xff);
+  out[2] = static_cast<char>((msg.size() >> 16) & 0xff);
+  out[3] = static_cast<char>((msg.size() >> 8) & 0xff);
+  out[4] = static_cast<char>(msg.size() & 0xff);
+  return out + msg;
+}
+
 }  // namespace
 
 // One sandbox that is alive (running or transitioning) or paused.
@@ -226,6 +237,22 @@ http::Task<Status> SandboxManager::WaitAgentReady(Instance& instance) {
   co_return Unexpected(Error(Errc::kTimeout, "agent did not become ready: " + last_error));
 }
 
+http::Task<void> SandboxManager::WarmUp(Instance& instance) {
+  // One throwaway command, so the sandbox's first real one does not pay for the agent's and
+  // the new mount namespace's first-time costs. Best effort: failures only cost that time.
+  auto fd = instance.OpenSocket();
+  if (!fd) co_return;
+  auto conn = co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1",
+                                                         options_.agent_port, milliseconds(2000));
+  if (!conn) co_return;
+  http::ClientRequest req;
+  req.method = http::Verb::post;
+  req.target = "/process.Process/Start";
+  req.content_type = "application/connect+json";
+  req.body = WarmUpEnvelope();
+  (void)co_await conn->Send(std::move(req), milliseconds(5000));
+}
+
 http::Task<Status> SandboxManager::InitAgent(Instance& instance, const Sandbox& sb,
                                              const TemplateSpec& tmpl) {
   std::map<std::string, std::string> env = tmpl.env;
@@ -278,6 +305,7 @@ http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
     co_await Destroy(instance);
     co_return Unexpected(std::move(st).error());
   }
+  co_await WarmUp(*instance);
   co_return instance;
 }
 

@@ -129,6 +129,7 @@ class SandboxManager {
       const std::string& id, const TemplateSpec& tmpl, std::optional<std::filesystem::path> files_from,
       bool allow_internet);
   http::Task<Status> WaitAgentReady(Instance& instance);
+  http::Task<void> WarmUp(Instance& instance);
   http::Task<Status> InitAgent(Instance& instance, const Sandbox& sb, const TemplateSpec& tmpl);
   http::Task<void> RefillPool(std::string template_id);
   void MaybeRefill(const std::string& template_id);
