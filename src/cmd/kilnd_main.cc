@@ -319,60 +319,64 @@ int main(int argc, char** argv) {
     if (!ep) return Fatal("--dns", ep.error());
     resolvers.push_back(*ep);
   }
-  boost::asio::io_context io(1);
-  DnsForwarder dns(io, resolvers);
-  for (const auto& r : resolvers) {
-    KILN_LOG(Info, "sandbox DNS relayed to", {"resolver", r.address().to_string() + ":" + std::to_string(r.port())});
-  }
+  {
+    // Everything that runs on the I/O thread; destroyed before the state dir is released, so
+    // sandboxes still being created when the stop came are gone by then.
+    boost::asio::io_context io(1);
+    DnsForwarder dns(io, resolvers);
+    for (const auto& r : resolvers) {
+      KILN_LOG(Info, "sandbox DNS relayed to", {"resolver", r.address().to_string() + ":" + std::to_string(r.port())});
+    }
 
-  ManagerOptions m;
-  m.dns = &dns;
-  m.data_dir = flags.data_dir;
-  m.envd_binary = flags.envd;
-  m.limits.memory_bytes = flags.memory_mb << 20;
-  m.limits.cpu_millis = flags.cpu_millis;
-  m.limits.disk_bytes = flags.disk_mb << 20;
-  m.limits.pids = flags.pids;
-  m.pool_size = flags.pool_size;
-  m.default_timeout_s = flags.default_timeout_s;
+    ManagerOptions m;
+    m.dns = &dns;
+    m.data_dir = flags.data_dir;
+    m.envd_binary = flags.envd;
+    m.limits.memory_bytes = flags.memory_mb << 20;
+    m.limits.cpu_millis = flags.cpu_millis;
+    m.limits.disk_bytes = flags.disk_mb << 20;
+    m.limits.pids = flags.pids;
+    m.pool_size = flags.pool_size;
+    m.default_timeout_s = flags.default_timeout_s;
 
-  SandboxManager manager(io, **store, **runtime, resolve, m);
-  if (auto st = manager.Start(); !st) return Fatal("orchestrator", st.error());
-  Api api(manager, keys, ApiOptions{flags.domain});
-  Proxy proxy(manager);
+    SandboxManager manager(io, **store, **runtime, resolve, m);
+    if (auto st = manager.Start(); !st) return Fatal("orchestrator", st.error());
+    Api api(manager, keys, ApiOptions{flags.domain});
+    Proxy proxy(manager);
 
-  http::Server server(
-      io,
-      [&api, &proxy](http::Exchange& ex) -> http::Task<void> {
-        if (auto target = RouteRequest(ex.request())) {
-          return proxy.Handle(ex, std::move(*target));
-        }
-        return api.Handle(ex);
-      },
-      http::ServerOptions{});
-  if (auto st = server.Listen(flags.listen_host, flags.listen_port); !st) {
-    return Fatal("listen", st.error());
-  }
-  server.Start();
-
-  boost::asio::signal_set stop(io, SIGINT, SIGTERM);
-  stop.async_wait([&](const boost::system::error_code& e, int) {
-    if (e) return;
-    KILN_LOG(Info, "kilnd stopping");
-    boost::asio::co_spawn(
+    http::Server server(
         io,
-        [&]() -> http::Task<void> {
-          co_await manager.Shutdown();
-          io.stop();
+        [&api, &proxy](http::Exchange& ex) -> http::Task<void> {
+          if (auto target = RouteRequest(ex.request())) {
+            return proxy.Handle(ex, std::move(*target));
+          }
+          return api.Handle(ex);
         },
-        boost::asio::detached);
-  });
-  // A line for people and for scripts that wait for readiness.
-  std::printf("kilnd: ready on http://%s:%u (data %s)\n", flags.listen_host.c_str(),
-              server.port(), flags.data_dir.c_str());
-  std::fflush(stdout);
-  KILN_LOG(Info, "kilnd listening", {"addr", flags.listen_host}, {"port", server.port()});
-  io.run();
+        http::ServerOptions{});
+    if (auto st = server.Listen(flags.listen_host, flags.listen_port); !st) {
+      return Fatal("listen", st.error());
+    }
+    server.Start();
+
+    boost::asio::signal_set stop(io, SIGINT, SIGTERM);
+    stop.async_wait([&](const boost::system::error_code& e, int) {
+      if (e) return;
+      KILN_LOG(Info, "kilnd stopping");
+      boost::asio::co_spawn(
+          io,
+          [&]() -> http::Task<void> {
+            co_await manager.Shutdown();
+            io.stop();
+          },
+          boost::asio::detached);
+    });
+    // A line for people and for scripts that wait for readiness.
+    std::printf("kilnd: ready on http://%s:%u (data %s)\n", flags.listen_host.c_str(),
+                server.port(), flags.data_dir.c_str());
+    std::fflush(stdout);
+    KILN_LOG(Info, "kilnd listening", {"addr", flags.listen_host}, {"port", server.port()});
+    io.run();
+  }
   (*runtime)->RemoveStateDirIfEmpty();
   return 0;
 }
