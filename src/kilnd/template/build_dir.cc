@@ -20,6 +20,7 @@
 
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "sys/dir_list.h"
 
 namespace kiln::kilnd::tmpl {
 namespace {
@@ -76,30 +77,9 @@ Status DetachMounts(const std::string& dir) {
   return Fail(Errc::kInternal, "mounts below " + dir + " do not go away");
 }
 
-Result<std::vector<std::string>> ListDir(int dirfd, const std::string& path) {
-  int dup_fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-  if (dup_fd < 0) return FailErrno("dup " + path);
-  DIR* dir = fdopendir(dup_fd);
-  if (dir == nullptr) {
-    int err = errno;
-    close(dup_fd);
-    return FailErrno("opendir " + path, err);
-  }
-  std::vector<std::string> names;
-  errno = 0;
-  while (dirent* e = readdir(dir)) {
-    std::string_view n = e->d_name;
-    if (n != "." && n != "..") names.emplace_back(n);
-  }
-  int err = errno;
-  closedir(dir);
-  if (err != 0) return FailErrno("readdir " + path, err);
-  return names;
-}
-
 // Deletes what is in `dirfd`, staying on device `dev`.
 Status RemoveContents(int dirfd, dev_t dev, const std::string& path) {
-  KILN_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(dirfd, path));
+  KILN_ASSIGN_OR_RETURN(std::vector<std::string> names, sys::ListDirNames(dirfd, path));
   for (const std::string& name : names) {
     std::string child = path + "/" + name;
     struct stat st;

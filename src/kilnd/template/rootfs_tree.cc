@@ -11,6 +11,8 @@
 #include <climits>
 #include <vector>
 
+#include "sys/dir_list.h"
+
 namespace kiln::kilnd::tmpl {
 namespace {
 
@@ -84,24 +86,8 @@ Status CopyEntry(int src_dir, int dst_dir, const char* name, uid_t uid, gid_t gi
 
 // Copies every entry of `src_dir` into `dst_dir`; `rel` names the source for messages.
 Status CopyContents(int src_dir, int dst_dir, uid_t uid, gid_t gid, const std::string& rel) {
-  int dup_fd = fcntl(src_dir, F_DUPFD_CLOEXEC, 0);
-  if (dup_fd < 0) return FailErrno("dup " + rel);
-  DIR* dir = fdopendir(dup_fd);
-  if (dir == nullptr) {
-    int err = errno;
-    close(dup_fd);
-    return FailErrno("opendir " + rel, err);
-  }
   // Names first: the directory stream is closed before recursing (bounded open fds).
-  std::vector<std::string> names;
-  errno = 0;
-  while (dirent* e = readdir(dir)) {
-    std::string_view n = e->d_name;
-    if (n != "." && n != "..") names.emplace_back(n);
-  }
-  int err = errno;
-  closedir(dir);
-  if (err != 0) return FailErrno("readdir " + rel, err);
+  KILN_ASSIGN_OR_RETURN(std::vector<std::string> names, sys::ListDirNames(src_dir, rel));
   for (const std::string& name : names) {
     KILN_TRY(CopyEntry(src_dir, dst_dir, name.c_str(), uid, gid, rel + "/" + name));
   }
@@ -286,20 +272,9 @@ Result<int> RootfsTree::RemoveFiles(std::string_view dir_rel, std::string_view s
     if (dir_fd.error().code() == Errc::kNotFound) return 0;
     return Unexpected(std::move(dir_fd).error());
   }
-  int dup_fd = fcntl(dir_fd->get(), F_DUPFD_CLOEXEC, 0);
-  if (dup_fd < 0) return FailErrno("dup " + std::string(dir_rel));
-  DIR* dir = fdopendir(dup_fd);
-  if (dir == nullptr) {
-    int err = errno;
-    close(dup_fd);
-    return FailErrno("opendir " + std::string(dir_rel), err);
-  }
-  std::vector<std::string> names;
-  while (dirent* e = readdir(dir)) {
-    std::string_view n = e->d_name;
-    if (n != "." && n != ".." && n.ends_with(suffix)) names.emplace_back(n);
-  }
-  closedir(dir);
+  KILN_ASSIGN_OR_RETURN(std::vector<std::string> names,
+                        sys::ListDirNames(dir_fd->get(), std::string(dir_rel)));
+  std::erase_if(names, [&](const std::string& n) { return !n.ends_with(suffix); });
   int removed = 0;
   for (const std::string& name : names) {
     struct stat st;

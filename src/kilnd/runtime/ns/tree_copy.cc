@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "base/unique_fd.h"
+#include "sys/dir_list.h"
 
 namespace kiln::kilnd::ns {
 namespace {
@@ -34,25 +35,15 @@ class Copier {
     if (depth > options_.max_depth) {
       return Fail(Errc::kResourceExhausted, "copy " + rel + ": directory tree too deep");
     }
-    UniqueFd listing(openat(src, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!listing) return FailErrno("copy " + Show(rel) + ": open");
-    DIR* d = fdopendir(listing.get());
-    if (d == nullptr) return FailErrno("copy " + Show(rel) + ": fdopendir");
-    (void)listing.release();  // owned by `d` now
-    std::vector<std::string> names;
-    errno = 0;
-    while (dirent* e = readdir(d)) {
-      std::string_view n = e->d_name;
-      if (n == "." || n == "..") continue;
-      if (depth == 0 && std::find(options_.skip_top_level.begin(), options_.skip_top_level.end(),
-                                  n) != options_.skip_top_level.end()) {
-        continue;
-      }
-      names.emplace_back(n);
+    auto listed = sys::ListDirNames(src, Show(rel));
+    if (!listed) return Unexpected(std::move(listed).error().Wrap("copy"));
+    std::vector<std::string> names = std::move(*listed);
+    if (depth == 0) {
+      std::erase_if(names, [&](const std::string& n) {
+        return std::find(options_.skip_top_level.begin(), options_.skip_top_level.end(), n) !=
+               options_.skip_top_level.end();
+      });
     }
-    int read_errno = errno;
-    closedir(d);
-    if (read_errno != 0) return FailErrno("copy " + Show(rel) + ": readdir", read_errno);
     for (const auto& name : names) {
       KILN_TRY(CopyEntry(src, dst, name, rel.empty() ? name : rel + "/" + name, depth));
     }
