@@ -1,7 +1,7 @@
 // Starts and stops kilnd for the e2e tests. Each test file gets its own kilnd (own data dir,
 // instance name, sandbox subnet and a free port), so files run in parallel without sharing
 // state. The SDK is pointed at it exactly as a user would: E2B_API_URL and E2B_SANDBOX_URL.
-import { spawn } from 'node:child_process'
+import { spawn, execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -125,4 +125,37 @@ export function hostLeftovers(name) {
     }
   }
   return out
+}
+
+function ip(...args) {
+  return execFileSync('ip', args, { encoding: 'utf8' })
+}
+
+// A network namespace `name` joined to the host by a veth (host side `hostAddr`, namespace side
+// `nsAddr`, CIDR notation) with a web server on nsAddr:port inside: a stand-in for the
+// internet, a LAN or a metadata service that tests build themselves. Resolves once the host
+// reaches the server; returns the server process (kill it, then removePeer(name)).
+export async function startPeer(name, hostAddr, nsAddr, port = 8080) {
+  ip('netns', 'add', name)
+  ip('link', 'add', `${name}h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name)
+  ip('addr', 'add', hostAddr, 'dev', `${name}h`)
+  ip('link', 'set', `${name}h`, 'up')
+  ip('-n', name, 'addr', 'add', nsAddr, 'dev', 'eth0')
+  ip('-n', name, 'link', 'set', 'eth0', 'up')
+  ip('-n', name, 'link', 'set', 'lo', 'up')
+  const addr = nsAddr.split('/')[0]
+  const web = spawn('ip', ['netns', 'exec', name, 'python3', '-m', 'http.server', String(port), '--bind', addr],
+    { stdio: 'ignore', cwd: '/usr/share/doc' })
+  // Positive control: the host reaches it.
+  await waitFor(async () => {
+    try {
+      return (await fetch(`http://${addr}:${port}/`, { signal: AbortSignal.timeout(1000) })).status === 200
+    } catch { return false }
+  }, { what: `the web server in ${name}` })
+  return web
+}
+
+// Deletes a namespace made by startPeer (its veth goes with it).
+export function removePeer(name) {
+  try { ip('netns', 'del', name) } catch {}
 }

@@ -3,21 +3,16 @@
 // (TEST-NET-3), and the upstream resolver a fake DNS server on the host's loopback.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFileSync, spawn } from 'node:child_process'
 import { createSocket } from 'node:dgram'
 import { randomBytes } from 'node:crypto'
 import { Sandbox } from 'e2b'
-import { startKilnd, waitFor, T } from './harness.mjs'
+import { startKilnd, startPeer, removePeer, T } from './harness.mjs'
 
 const tag = randomBytes(3).toString('hex')
 const inet = `kni${tag}`
 const lan = `knl${tag}`
 const children = []
 let kilnd, opts, dns, queries = 0
-
-function ip(...args) {
-  return execFileSync('ip', args, { encoding: 'utf8' })
-}
 
 // Answers A queries for *.kiln-test.example with 203.0.113.2; NXDOMAIN for anything else;
 // no records (NOERROR) for other types.
@@ -48,41 +43,22 @@ function fakeDns() {
   return new Promise((resolve) => sock.bind(0, '127.0.0.1', () => resolve(sock)))
 }
 
-// A namespace on a veth from the host with `hostAddr`/`nsAddr` and a web server on nsAddr:8080.
-async function peer(name, hostAddr, nsAddr) {
-  ip('netns', 'add', name)
-  ip('link', 'add', `${name}h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name)
-  ip('addr', 'add', hostAddr, 'dev', `${name}h`)
-  ip('link', 'set', `${name}h`, 'up')
-  ip('-n', name, 'addr', 'add', nsAddr, 'dev', 'eth0')
-  ip('-n', name, 'link', 'set', 'eth0', 'up')
-  const addr = nsAddr.split('/')[0]
-  const web = spawn('ip', ['netns', 'exec', name, 'python3', '-m', 'http.server', '8080', '--bind', addr],
-    { stdio: 'ignore', cwd: '/usr/share/doc' })
-  children.push(web)
-  await waitFor(async () => {
-    try { return (await fetch(`http://${addr}:8080/`, { signal: AbortSignal.timeout(1000) })).ok } catch { return false }
-  }, { what: `the web server in ${name}` })
-}
-
 before(async () => {
   // A LAN the host is on (a public-looking range, as on some hosts): kilnd must block it.
-  await peer(lan, '198.51.100.1/24', '198.51.100.2/24')
+  children.push(await startPeer(lan, '198.51.100.1/24', '198.51.100.2/24'))
   dns = await fakeDns()
   // kilnd first: it blocks the host's directly connected networks as they are at its start,
   // and the fake internet must not look like one.
   kilnd = await startKilnd(['--pool-size', '1', '--dns', `127.0.0.1:${dns.address().port}`])
   opts = kilnd.env()
-  await peer(inet, '203.0.113.1/24', '203.0.113.2/24')
+  children.push(await startPeer(inet, '203.0.113.1/24', '203.0.113.2/24'))
 })
 
 after(async () => {
   await kilnd?.stop()
   kilnd?.cleanup()
   for (const c of children) c.kill('SIGKILL')
-  for (const n of [inet, lan]) {
-    try { ip('netns', 'del', n) } catch {}
-  }
+  for (const n of [inet, lan]) removePeer(n)
   dns?.close()
 })
 

@@ -12,39 +12,13 @@ import { createServer } from 'node:http'
 import { randomBytes } from 'node:crypto'
 import { writeFileSync, rmSync, existsSync, readFileSync } from 'node:fs'
 import { Sandbox } from 'e2b'
-import { startKilnd, waitFor } from '../kilnd/harness.mjs'
+import { startKilnd, waitFor, startPeer, removePeer } from '../kilnd/harness.mjs'
 
 const T = { timeout: 90_000 }
 const tag = randomBytes(3).toString('hex')
 const ns = { inet: `ksi${tag}`, priv: `ksp${tag}`, meta: `ksm${tag}` }
 const children = []
 let kilnd, opts, sbx, other, hostServer, hostPort
-
-function ip(...args) {
-  return execFileSync('ip', args, { encoding: 'utf8' })
-}
-
-// A namespace with one veth to the host: host side `hostAddr`, namespace side `nsAddr`, and a
-// python http.server bound to nsAddr:port inside.
-async function fakeHost(name, hostAddr, nsAddr, port) {
-  ip('netns', 'add', name)
-  ip('link', 'add', `${name}h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name)
-  ip('addr', 'add', hostAddr, 'dev', `${name}h`)
-  ip('link', 'set', `${name}h`, 'up')
-  ip('-n', name, 'addr', 'add', nsAddr, 'dev', 'eth0')
-  ip('-n', name, 'link', 'set', 'eth0', 'up')
-  ip('-n', name, 'link', 'set', 'lo', 'up')
-  const addr = nsAddr.split('/')[0]
-  const p = spawn('ip', ['netns', 'exec', name, 'python3', '-m', 'http.server', String(port), '--bind', addr],
-    { stdio: 'ignore', cwd: '/tmp' })
-  children.push(p)
-  // Positive control: the host reaches it.
-  await waitFor(async () => {
-    try {
-      return (await fetch(`http://${addr}:${port}/`, { signal: AbortSignal.timeout(1000) })).status === 200
-    } catch { return false }
-  }, { what: `http.server in ${name}` })
-}
 
 // curl from inside the sandbox: the HTTP status, or "000" when no connection was made.
 async function curl(s, url) {
@@ -64,9 +38,9 @@ async function sh(s, cmd, user = 'user') {
 before(async () => {
   kilnd = await startKilnd(['--pool-size', '1', '--memory-mb', '256', '--pids', '128', '--disk-mb', '64'])
   opts = kilnd.env()
-  await fakeHost(ns.inet, '203.0.113.1/24', '203.0.113.2/24', 8080)
-  await fakeHost(ns.priv, '10.99.77.1/24', '10.99.77.2/24', 8080)
-  await fakeHost(ns.meta, '169.254.0.1/16', '169.254.169.254/16', 80)
+  children.push(await startPeer(ns.inet, '203.0.113.1/24', '203.0.113.2/24', 8080))
+  children.push(await startPeer(ns.priv, '10.99.77.1/24', '10.99.77.2/24', 8080))
+  children.push(await startPeer(ns.meta, '169.254.0.1/16', '169.254.169.254/16', 80))
   hostServer = createServer((req, res) => res.end('host service'))
   await new Promise((r) => hostServer.listen(0, '0.0.0.0', r))
   hostPort = hostServer.address().port
@@ -79,9 +53,7 @@ after(async () => {
   await kilnd?.stop()
   kilnd?.cleanup()
   for (const c of children) c.kill('SIGKILL')
-  for (const n of Object.values(ns)) {
-    try { ip('netns', 'del', n) } catch {}
-  }
+  for (const n of Object.values(ns)) removePeer(n)
   hostServer?.close()
 })
 
