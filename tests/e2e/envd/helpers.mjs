@@ -30,24 +30,7 @@ export function uniq(prefix = 'e2e') {
   return `${prefix}-${process.pid}-${randomBytes(4).toString('hex')}`
 }
 
-export function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-// Polls fn() until it returns a truthy value (returned) or the deadline passes (throws, naming
-// what was awaited and the last value seen).
-export async function waitFor(fn, { timeoutMs = 10_000, intervalMs = 50, what = 'condition' } = {}) {
-  const deadline = Date.now() + timeoutMs
-  let last
-  for (;;) {
-    last = await fn()
-    if (last) return last
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`)
-    }
-    await sleep(intervalMs)
-  }
-}
+export { sleep, waitFor } from '../wait.mjs'
 
 // Asserts that promise rejects with an instance of cls; returns the error for further checks.
 export async function rejectsWith(promise, cls, what = '') {

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { waitFor } from '../wait.mjs'
 
 export const KILND = process.env.KILN_KILND
 export const TEMPLATE_DIR = process.env.KILN_TEMPLATE_DIR ?? '/var/cache/kiln/templates'
@@ -91,23 +92,7 @@ export async function startKilnd(args = []) {
   return k
 }
 
-export function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-// Polls fn() until it returns a truthy value or the deadline passes (then throws).
-export async function waitFor(fn, { timeoutMs = 10_000, intervalMs = 50, what = 'condition' } = {}) {
-  const deadline = Date.now() + timeoutMs
-  let last
-  for (;;) {
-    last = await fn()
-    if (last) return last
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`)
-    }
-    await sleep(intervalMs)
-  }
-}
+export { sleep, waitFor } from '../wait.mjs'
 
 // Host-side leftovers of a kilnd instance: processes in its cgroups, veths, nft table, mounts.
 export function hostLeftovers(name) {
