@@ -141,6 +141,13 @@ Result<json> ParseObject(const std::string& body) {
   return j;
 }
 
+// The request body as a JSON object (limited to kBodyLimit; empty = {}).
+http::Task<Result<json>> ReadObject(http::Exchange& ex) {
+  auto body = co_await ex.ReadBody(kBodyLimit);
+  if (!body) co_return Unexpected(std::move(body).error());
+  co_return ParseObject(*body);
+}
+
 Result<CreateParams> ParseCreate(const json& j) {
   CreateParams p;
   KILN_ASSIGN_OR_RETURN(auto tmpl, wire::GetString(j, "templateID", "template_id"));
@@ -284,9 +291,7 @@ http::Task<void> Api::Handle(http::Exchange& ex) {
 }
 
 http::Task<void> Api::Create(http::Exchange& ex) {
-  auto body = co_await ex.ReadBody(kBodyLimit);
-  if (!body) co_return (void)co_await ex.Respond(ErrorResponse(body.error()));
-  auto j = ParseObject(*body);
+  auto j = co_await ReadObject(ex);
   if (!j) co_return (void)co_await ex.Respond(ErrorResponse(j.error()));
   auto params = ParseCreate(*j);
   if (!params) co_return (void)co_await ex.Respond(ErrorResponse(params.error()));
@@ -299,9 +304,7 @@ http::Task<void> Api::Create(http::Exchange& ex) {
 }
 
 http::Task<void> Api::ConnectOrResume(http::Exchange& ex, const std::string& id, bool v1_resume) {
-  auto body = co_await ex.ReadBody(kBodyLimit);
-  if (!body) co_return (void)co_await ex.Respond(ErrorResponse(body.error()));
-  auto j = ParseObject(*body);
+  auto j = co_await ReadObject(ex);
   if (!j) co_return (void)co_await ex.Respond(ErrorResponse(j.error()));
   auto timeout = wire::GetInt(*j, "timeout");
   if (!timeout) co_return (void)co_await ex.Respond(ErrorResponse(timeout.error()));
@@ -426,9 +429,7 @@ http::Task<void> Api::KillSandbox(http::Exchange& ex, const std::string& id) {
 }
 
 http::Task<void> Api::SetTimeout(http::Exchange& ex, const std::string& id) {
-  auto body = co_await ex.ReadBody(kBodyLimit);
-  if (!body) co_return (void)co_await ex.Respond(ErrorResponse(body.error()));
-  auto j = ParseObject(*body);
+  auto j = co_await ReadObject(ex);
   if (!j) co_return (void)co_await ex.Respond(ErrorResponse(j.error()));
   auto timeout = wire::GetInt(*j, "timeout");
   if (!timeout) co_return (void)co_await ex.Respond(ErrorResponse(timeout.error()));
@@ -441,9 +442,7 @@ http::Task<void> Api::SetTimeout(http::Exchange& ex, const std::string& id) {
 }
 
 http::Task<void> Api::Refresh(http::Exchange& ex, const std::string& id) {
-  auto body = co_await ex.ReadBody(kBodyLimit);
-  if (!body) co_return (void)co_await ex.Respond(ErrorResponse(body.error()));
-  auto j = ParseObject(*body);
+  auto j = co_await ReadObject(ex);
   if (!j) co_return (void)co_await ex.Respond(ErrorResponse(j.error()));
   auto duration = wire::GetInt(*j, "duration");
   if (!duration) co_return (void)co_await ex.Respond(ErrorResponse(duration.error()));
