@@ -13,6 +13,7 @@
 #include "base/encoding.h"
 #include "base/log.h"
 #include "http/client.h"
+#include "http/connect.h"
 #include "kilnd/orchestrator/ids.h"
 #include "kilnd/orchestrator/offload.h"
 
@@ -54,17 +55,6 @@ std::string InitBody(const std::map<std::string, std::string>& env, const std::s
   int64_t now = NowMs();
   j["timestamp"] = FormatRfc3339(now / 1000, (now % 1000) * 1000000);
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-// A Connect envelope starting /bin/true as the template's default user.
-std::string WarmUpEnvelope() {
-  std::string msg = R"({"process":{"cmd":"/bin/true"},"stdin":false})";
-  std::string out(5, '\0');
-  out[1] = static_cast<char>((msg.size() >> 24) & 0xff);
-  out[2] = static_cast<char>((msg.size() >> 16) & 0xff);
-  out[3] = static_cast<char>((msg.size() >> 8) & 0xff);
-  out[4] = static_cast<char>(msg.size() & 0xff);
-  return out + msg;
 }
 
 }  // namespace
@@ -249,7 +239,7 @@ http::Task<void> SandboxManager::WarmUp(Instance& instance) {
   req.method = http::Verb::post;
   req.target = "/process.Process/Start";
   req.content_type = "application/connect+json";
-  req.body = WarmUpEnvelope();
+  req.body = http::connect::EncodeEnvelope(0, R"({"process":{"cmd":"/bin/true"},"stdin":false})");
   (void)co_await conn->Send(std::move(req), milliseconds(5000));
 }
 
