@@ -10,6 +10,11 @@ APT_PACKAGES=(
   libmnl-dev libnftables-dev libseccomp-dev libsqlite3-dev
   debootstrap util-linux iproute2 procps python3 bubblewrap
   nodejs
+  libzmq3-dev cppzmq-dev
+  # Kernels for kiln-interp's tests and its benchmark baseline (jupyter_client drives the same
+  # ipykernel), and the in-kernel helper's tests.
+  python3-ipykernel python3-jupyter-client python3-numpy python3-pandas python3-matplotlib
+  python3-seaborn python3-sklearn
 )
 
 missing=()

@@ -20,7 +20,8 @@ declare -A allowed=(
   [kilnd/proxy]="base http kilnd/runtime kilnd/orchestrator kilnd/proxy"
   [kilnd/api]="base http wire kilnd/runtime kilnd/orchestrator kilnd/api"
   [cli]="base http wire cli"
-  [cmd]="base sys http wire envd kilnd/cgroup kilnd/net kilnd/runtime kilnd/runtime/ns kilnd/template kilnd/orchestrator kilnd/proxy kilnd/api cli"
+  [interp]="base sys http interp"
+  [cmd]="base sys http wire envd kilnd/cgroup kilnd/net kilnd/runtime kilnd/runtime/ns kilnd/template kilnd/orchestrator kilnd/proxy kilnd/api cli interp"
 )
 # Longest listed library folder that is a prefix of path $1 (a/b/c...).
 lib_of() {
