@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/endpoint.h"
+#include "cli/mcp_command.h"
 
 namespace kiln::cli {
 
@@ -75,6 +76,8 @@ int RunRemote(const CommandLine& line, const Io& io, const Environment& env) {
 
 int Run(const std::vector<std::string>& args, const Io& io, const Environment& env,
         const LocalCommands& local) {
+  // `kiln mcp` is a long-running server with flags of its own (cli/mcp_command.h).
+  if (mcp::IsMcpCommand(args)) return mcp::RunMcp(args, io, env);
   auto line = ParseCommandLine(args, env);
   if (!line) {
     PrintError(io.err, line.error().message);
