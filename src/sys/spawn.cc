@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -16,13 +18,18 @@
 namespace kiln::sys {
 namespace {
 
-enum class Stage : int { kSession, kStdio, kCloseFds, kGroups, kGid, kUid, kChdir, kSignals, kExec };
+enum class Stage : int {
+  kSession, kStdio, kCloseFds, kMountNs, kMount, kChroot, kGroups, kGid, kUid, kChdir, kSignals, kExec
+};
 
 const char* StageName(Stage s) {
   switch (s) {
     case Stage::kSession: return "session";
     case Stage::kStdio: return "stdio";
     case Stage::kCloseFds: return "close fds";
+    case Stage::kMountNs: return "new mount namespace";
+    case Stage::kMount: return "mount";
+    case Stage::kChroot: return "chroot";
     case Stage::kGroups: return "setgroups";
     case Stage::kGid: return "setgid";
     case Stage::kUid: return "setuid";
@@ -77,6 +84,19 @@ bool CloseOnExecFrom3() {
     }
   }
   if (!CloseOnExecFrom3()) ChildFail(report_fd, Stage::kCloseFds);
+  if (!spec.root.empty()) {
+    if (unshare(CLONE_NEWNS) < 0) ChildFail(report_fd, Stage::kMountNs);
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) {
+      ChildFail(report_fd, Stage::kMountNs);
+    }
+    for (const SpawnSpec::Mount& m : spec.mounts) {
+      const char* fstype = m.fstype.empty() ? nullptr : m.fstype.c_str();
+      if (mount(m.source.c_str(), m.target.c_str(), fstype, m.flags, nullptr) < 0) {
+        ChildFail(report_fd, Stage::kMount);
+      }
+    }
+    if (chroot(spec.root.c_str()) < 0 || chdir("/") < 0) ChildFail(report_fd, Stage::kChroot);
+  }
   // SECURITY: privileges drop here; groups first, uid last (after setuid nothing else can
   // be changed).
   if (geteuid() == 0) {

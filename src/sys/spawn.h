@@ -32,6 +32,19 @@ struct SpawnSpec {
   // Otherwise the child leads a new process group. Either way kill(-pid, sig) reaches
   // everything the command starts (unless it moves itself elsewhere).
   bool new_session = false;
+  // A jail for build tools (kilnd runs apt-get inside a template it builds). When `root` is
+  // set, the child enters a new mount namespace (nothing propagates back), makes `mounts` in
+  // order (targets are host paths, usually below `root`), chroot()s into `root` and only then
+  // switches identity and enters `cwd`. `path` is resolved inside `root`. The mounts vanish
+  // with the namespace when the last process in it exits.
+  struct Mount {
+    std::string source;
+    std::string target;
+    std::string fstype;  // empty for bind mounts
+    unsigned long flags = 0;
+  };
+  std::string root;
+  std::vector<Mount> mounts;
 };
 
 // Forks and execs `spec`. Returns the pid once exec succeeded; the caller must reap it. When

@@ -4,10 +4,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
 
@@ -152,6 +155,52 @@ TEST(SpawnTest, SwitchesIdentityWhenRoot) {
   spec.groups = {65533, 65532};
   auto [out, st] = Capture(spec);
   EXPECT_EQ(out, "65534\n65533\n65533 65532\n");
+}
+
+std::string MountTable() {
+  std::ifstream in("/proc/self/mountinfo");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A jail made of the host's /usr (read-only) and a marker file: the child sees the jail's
+// files and its own proc mount; nothing it mounted is left in the host's table afterwards.
+TEST(SpawnTest, RootJailMountsInItsOwnNamespace) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  namespace fs = std::filesystem;
+  char tmpl[] = "/tmp/kiln-spawn-jail-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  fs::path root = tmpl;
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() { fs::remove_all(p); }
+  } cleanup{root};
+  for (const char* dir : {"usr", "proc", "etc"}) fs::create_directory(root / dir);
+  for (const char* link : {"bin", "lib", "lib64", "sbin"}) {
+    if (fs::exists(fs::path("/") / link)) fs::create_symlink(std::string("usr/") + link, root / link);
+  }
+  std::ofstream(root / "etc/marker") << "inside\n";
+  SpawnSpec spec = Shell("cat /etc/marker; test -r /proc/self/status && echo proc; test -e /tmp/" +
+                         root.filename().string() + " || echo no-host-tmp; touch /usr/x 2>&1 | grep -q Read-only && echo ro");
+  spec.root = root;
+  spec.mounts = {{"/usr", (root / "usr").string(), "", MS_BIND | MS_REC},
+                 {"", (root / "usr").string(), "", MS_BIND | MS_REMOUNT | MS_RDONLY},
+                 {"proc", (root / "proc").string(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC}};
+  auto [out, st] = Capture(spec);
+  EXPECT_EQ(out, "inside\nproc\nno-host-tmp\nro\n");
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  EXPECT_EQ(MountTable().find(root.string()), std::string::npos);
+}
+
+TEST(SpawnTest, RootJailMountFailureNamesTheStage) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  SpawnSpec spec = Shell("true");
+  spec.root = "/";
+  spec.mounts = {{"/nonexistent-kiln-source", "/nonexistent-kiln-target", "", MS_BIND}};
+  Result<pid_t> pid = Spawn(spec);
+  ASSERT_FALSE(pid);
+  EXPECT_NE(pid.error().message().find("mount"), std::string::npos) << pid.error().message();
 }
 
 TEST(SpawnTest, NewSessionGetsThePtyAsControllingTerminal) {

@@ -51,13 +51,16 @@ class ApiTest : public ::testing::Test {
     runtime_ = std::make_unique<fakes::FakeRuntime>(journal_);
     ManagerOptions o;
     o.data_dir = dir_;
-    o.pool_size = 0;
+    o.pool_sizes.clear();
     o.agent_port = agent_->port();
     manager_ = std::make_unique<SandboxManager>(
         io_, *store_, *runtime_,
         [](std::string_view name) -> Result<TemplateSpec> {
           if (name != "base") return Fail(Errc::kNotFound, "template \"" + std::string(name) + "\" not found");
-          return TemplateSpec{"base", "/nonexistent", "user", "/home/user", {}};
+          TemplateSpec spec;
+          spec.name = "base";
+          spec.rootfs = "/nonexistent";
+          return spec;
         },
         o);
     ASSERT_TRUE(manager_->Start());

@@ -43,6 +43,19 @@ uint64_t HostMemAvailable() {
   return UINT64_MAX;
 }
 
+std::string ServiceStartBody(const std::vector<std::string>& argv) {
+  json args = json::array();
+  for (size_t i = 1; i < argv.size(); ++i) args.push_back(argv[i]);
+  json process = json::object();
+  process["cmd"] = argv.empty() ? std::string() : argv[0];
+  process["args"] = args;
+  process["cwd"] = "/";
+  json body = json::object();
+  body["process"] = process;
+  body["stdin"] = false;
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 std::string InitBody(const std::map<std::string, std::string>& env, const std::string& token,
                      const std::string& user, const std::string& workdir) {
   json j = json::object();
@@ -121,7 +134,7 @@ Status SandboxManager::Start() {
     KILN_TRY(store_.PutSandbox(row));
     KILN_LOG(Info, "sandbox lost in restart", {"sandbox", row.id}, {"reason", row.end_reason});
   }
-  for (const auto& t : options_.pool_templates) MaybeRefill(t);
+  for (const auto& [t, size] : options_.pool_sizes) MaybeRefill(t);
   asio::co_spawn(io_, SampleLoop(), asio::detached);
   return {};
 }
@@ -199,32 +212,41 @@ void SandboxManager::OnInstanceExit(const std::string& id, const Instance* insta
 }
 
 http::Task<Status> SandboxManager::WaitAgentReady(Instance& instance) {
+  auto st = co_await WaitHttpReady(instance, options_.agent_port, "/health",
+                                   options_.agent_ready_timeout);
+  if (!st) co_return Unexpected(Error(st.error().code(), "agent did not become ready: " + st.error().message()));
+  co_return Status();
+}
+
+http::Task<Status> SandboxManager::WaitHttpReady(Instance& instance, uint16_t port,
+                                                 std::string path,
+                                                 std::chrono::milliseconds timeout) {
   auto executor = co_await asio::this_coro::executor;
-  auto deadline = std::chrono::steady_clock::now() + options_.agent_ready_timeout;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
   asio::steady_timer backoff(executor);
   milliseconds delay(1);
-  std::string last_error;
-  while (std::chrono::steady_clock::now() < deadline) {
+  std::string last_error = "no answer";
+  while (std::chrono::steady_clock::now() < deadline && !stopping_) {
     auto fd = instance.OpenSocket();
-    if (!fd) co_return Unexpected(std::move(fd).error().Wrap("agent socket"));
-    auto conn = co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1", options_.agent_port,
+    if (!fd) co_return Unexpected(std::move(fd).error().Wrap("socket in the sandbox"));
+    auto conn = co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1", port,
                                                            milliseconds(1000));
     if (conn) {
       http::ClientRequest req;
-      req.target = "/health";
+      req.target = path;
       auto res = co_await conn->Send(std::move(req), milliseconds(2000));
       if (res && res->status / 100 == 2) co_return Status();
-      last_error = res ? "health answered " + std::to_string(res->status) : res.error().message();
+      last_error = res ? path + " answered " + std::to_string(res->status) : res.error().message();
     } else {
       last_error = conn.error().message();
     }
-    // The agent is still starting (connection refused): try again shortly.
+    // Still starting (connection refused, or not ready yet): try again shortly.
     backoff.expires_after(delay);
     boost::system::error_code ec;
     co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     delay = std::min(delay * 2, milliseconds(50));
   }
-  co_return Unexpected(Error(Errc::kTimeout, "agent did not become ready: " + last_error));
+  co_return Unexpected(Error(Errc::kTimeout, "port " + std::to_string(port) + ": " + last_error));
 }
 
 http::Task<void> SandboxManager::WarmUp(Instance& instance) {
@@ -241,6 +263,37 @@ http::Task<void> SandboxManager::WarmUp(Instance& instance) {
   req.content_type = "application/connect+json";
   req.body = http::connect::EncodeEnvelope(0, R"({"process":{"cmd":"/bin/true"},"stdin":false})");
   (void)co_await conn->Send(std::move(req), milliseconds(5000));
+}
+
+http::Task<Status> SandboxManager::StartService(Instance& instance, const TemplateSpec& tmpl) {
+  // Through the agent's process.Process/Start as root; the stream is dropped once the process
+  // runs (the agent keeps it running).
+  auto fd = instance.OpenSocket();
+  if (!fd) co_return Unexpected(std::move(fd).error().Wrap("agent socket"));
+  KILN_CO_ASSIGN_OR_RETURN(
+      auto conn, co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1",
+                                                            options_.agent_port, milliseconds(2000)));
+  http::ClientRequest req;
+  req.method = http::Verb::post;
+  req.target = "/process.Process/Start";
+  req.content_type = "application/connect+json";
+  req.headers.set(boost::beast::http::field::authorization, "Basic cm9vdDo=");  // root:
+  req.body = http::connect::EncodeEnvelope(0, ServiceStartBody(tmpl.start_cmd));
+  KILN_CO_ASSIGN_OR_RETURN(auto head, co_await conn.SendForStream(std::move(req), milliseconds(5000)));
+  if (head.status != 200) {
+    co_return Unexpected(Error(Errc::kInternal, "agent refused to start " + tmpl.start_cmd[0] +
+                                                    ": HTTP " + std::to_string(head.status)));
+  }
+  // The first frame is the start event, or the error that the command could not start.
+  KILN_CO_ASSIGN_OR_RETURN(std::string first, co_await conn.ReadSome(65536, milliseconds(5000)));
+  if (first.find("\"start\"") == std::string::npos) {
+    co_return Unexpected(Error(Errc::kInternal, "start " + tmpl.start_cmd[0] + ": " +
+                                                    log::Sanitize(first, 300)));
+  }
+  auto ready = co_await WaitHttpReady(instance, tmpl.ready_port, tmpl.ready_path,
+                                      options_.service_ready_timeout);
+  if (!ready) co_return Unexpected(std::move(ready).error().Wrap(tmpl.start_cmd[0] + " not ready"));
+  co_return Status();
 }
 
 http::Task<Status> SandboxManager::InitAgent(Instance& instance, const Sandbox& sb,
@@ -272,6 +325,7 @@ http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
   spec.id = id;
   spec.rootfs = tmpl.rootfs;
   spec.envd_binary = options_.envd_binary;
+  spec.interp_binary = options_.interp_binary;
   spec.files_from = std::move(files_from);
   spec.limits = options_.limits;
   spec.egress.internet = allow_internet;
@@ -296,7 +350,18 @@ http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
     co_return Unexpected(std::move(st).error());
   }
   co_await WarmUp(*instance);
+  if (!tmpl.start_cmd.empty()) {
+    if (auto st = co_await StartService(*instance, tmpl); !st) {
+      co_await Destroy(instance);
+      co_return Unexpected(std::move(st).error());
+    }
+  }
   co_return instance;
+}
+
+size_t SandboxManager::PoolTarget(const std::string& template_id) const {
+  auto it = options_.pool_sizes.find(template_id);
+  return it == options_.pool_sizes.end() ? 0 : static_cast<size_t>(std::max(0, it->second));
 }
 
 size_t SandboxManager::pool_ready(const std::string& template_id) const {
@@ -306,17 +371,14 @@ size_t SandboxManager::pool_ready(const std::string& template_id) const {
 
 std::map<std::string, std::pair<size_t, size_t>> SandboxManager::PoolStatus() const {
   std::map<std::string, std::pair<size_t, size_t>> out;
-  for (const auto& t : options_.pool_templates) {
-    out[t] = {pool_ready(t), static_cast<size_t>(std::max(0, options_.pool_size))};
+  for (const auto& [t, size] : options_.pool_sizes) {
+    out[t] = {pool_ready(t), static_cast<size_t>(std::max(0, size))};
   }
   return out;
 }
 
 void SandboxManager::MaybeRefill(const std::string& template_id) {
-  if (stopping_ || options_.pool_size <= 0) return;
-  bool pooled = false;
-  for (const auto& t : options_.pool_templates) pooled |= t == template_id;
-  if (!pooled || refilling_[template_id]) return;
+  if (stopping_ || PoolTarget(template_id) == 0 || refilling_[template_id]) return;
   refilling_[template_id] = true;
   asio::co_spawn(io_, RefillPool(template_id), asio::detached);
 }
@@ -325,7 +387,7 @@ http::Task<void> SandboxManager::RefillPool(std::string template_id) {
   // One sandbox at a time, so the refill never takes more than one worker; it pauses while
   // the host is short of memory and gives up after repeated failures (the next claim retries).
   int failures = 0;
-  while (!stopping_ && pool_ready(template_id) < static_cast<size_t>(options_.pool_size) &&
+  while (!stopping_ && pool_ready(template_id) < PoolTarget(template_id) &&
          failures < 3) {
     if (HostMemAvailable() < options_.pool_min_available_bytes) {
       KILN_LOG(Warn, "pool refill paused: host memory low", {"template", template_id});
@@ -361,7 +423,7 @@ http::Task<Result<SandboxRow>> SandboxManager::Create(CreateParams params) {
   auto sb = std::make_unique<Sandbox>();
   sb->tmpl = tmpl;
   SandboxRow& row = sb->row;
-  row.template_id = params.template_id;
+  row.template_id = tmpl.name;  // an alias ("code-interpreter") resolves to the name
   row.state = "creating";
   row.metadata = std::move(params.metadata);
   row.env_vars = std::move(params.env_vars);
@@ -374,13 +436,13 @@ http::Task<Result<SandboxRow>> SandboxManager::Create(CreateParams params) {
   row.disk_mb = static_cast<uint32_t>(options_.limits.disk_bytes >> 20);
 
   std::shared_ptr<Instance> instance;
-  auto& entries = pool_[params.template_id];
+  auto& entries = pool_[tmpl.name];
   if (!entries.empty()) {
     PoolEntry e = std::move(entries.front());
     entries.pop_front();
     row.id = e.id;
     instance = std::move(e.instance);
-    MaybeRefill(params.template_id);
+    MaybeRefill(tmpl.name);
     if (!params.allow_internet) {
       if (auto st = instance->SetEgress(EgressPolicy{false}); !st) {
         co_await Destroy(instance);
@@ -388,7 +450,7 @@ http::Task<Result<SandboxRow>> SandboxManager::Create(CreateParams params) {
       }
     }
   } else {
-    MaybeRefill(params.template_id);
+    MaybeRefill(tmpl.name);
     row.id = NewSandboxId();
     auto started = co_await StartInstance(row.id, tmpl, std::nullopt, params.allow_internet);
     if (!started) co_return Unexpected(std::move(started).error());

@@ -33,16 +33,22 @@ struct TemplateSpec {
   std::string default_user = "user";
   std::string workdir = "/home/user";
   std::map<std::string, std::string> env;
+  // A service started in every sandbox after the agent answers (as root, through the agent),
+  // ready once GET <ready_path> on <ready_port> inside the sandbox answers 2xx. Empty: none.
+  std::vector<std::string> start_cmd;
+  uint16_t ready_port = 0;
+  std::string ready_path = "/";
 };
 using TemplateResolver = std::function<Result<TemplateSpec>(std::string_view name)>;
 
 struct ManagerOptions {
   std::filesystem::path data_dir;     // snapshots/ live here
   std::filesystem::path envd_binary;  // host path of kiln-envd
+  std::filesystem::path interp_binary;  // host path of kiln-interp; empty: not available
   SandboxLimits limits;
-  // Sandboxes kept ready per template (agent up); 0 disables the pool.
-  int pool_size = 2;
-  std::vector<std::string> pool_templates = {"base"};
+  // Sandboxes kept ready per template (agent and template service up); templates not listed
+  // (or 0) have no pool.
+  std::map<std::string, int> pool_sizes = {{"base", 2}};
   int64_t default_timeout_s = 300;
   int64_t max_timeout_s = 24 * 3600;
   std::chrono::milliseconds metrics_interval{2000};
@@ -50,6 +56,8 @@ struct ManagerOptions {
   uint64_t pool_min_available_bytes = 1ull << 30;
   // How long a new sandbox's agent may take to answer.
   std::chrono::milliseconds agent_ready_timeout{15000};
+  // How long a template's service (e.g. kiln-interp with its kernels) may take to be ready.
+  std::chrono::milliseconds service_ready_timeout{120000};
   int worker_threads = 2;
   // Relays DNS for sandboxes with internet access (not owned; null or disabled: none).
   DnsForwarder* dns = nullptr;
@@ -130,9 +138,14 @@ class SandboxManager {
       bool allow_internet);
   http::Task<Status> WaitAgentReady(Instance& instance);
   http::Task<void> WarmUp(Instance& instance);
+  http::Task<Status> StartService(Instance& instance, const TemplateSpec& tmpl);
+  // GET `path` on `port` inside the sandbox until it answers 2xx or `timeout` passes.
+  http::Task<Status> WaitHttpReady(Instance& instance, uint16_t port, std::string path,
+                                   std::chrono::milliseconds timeout);
   http::Task<Status> InitAgent(Instance& instance, const Sandbox& sb, const TemplateSpec& tmpl);
   http::Task<void> RefillPool(std::string template_id);
   void MaybeRefill(const std::string& template_id);
+  size_t PoolTarget(const std::string& template_id) const;
   void ArmTimer(Sandbox& sb);
   void StartDns(Sandbox& sb, Instance& instance);
   http::Task<void> OnTimeout(std::string id);

@@ -68,7 +68,7 @@ class ManagerTest : public ::testing::Test {
     ManagerOptions o;
     o.data_dir = dir_;
     o.envd_binary = "/bin/true";
-    o.pool_size = pool_size;
+    o.pool_sizes = {{"base", pool_size}};
     o.agent_port = agent_->port();
     o.metrics_interval = metrics;
     o.pool_min_available_bytes = 0;
@@ -302,7 +302,7 @@ TEST(ManagerRestartTest, RunningBecomeKilledPausedSurvive) {
   asio::io_context io;
   ManagerOptions o;
   o.data_dir = dir;
-  o.pool_size = 0;
+  o.pool_sizes.clear();
   SandboxManager m(io, **store, runtime,
                    [](std::string_view) -> Result<TemplateSpec> { return TemplateSpec{}; }, o);
   ASSERT_TRUE(m.Start());

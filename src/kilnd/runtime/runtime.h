@@ -36,6 +36,9 @@ struct InstanceSpec {
   std::string id;                       // sandbox id, [a-z0-9]+
   std::filesystem::path rootfs;         // template rootfs: the read-only lower layer
   std::filesystem::path envd_binary;    // host path of kiln-envd; the sandbox's init
+  // Host path of kiln-interp, mounted read-only at /.kiln/interp like the agent (templates
+  // whose service is the code interpreter start it from there); empty: not mounted.
+  std::filesystem::path interp_binary;
   // Resume from a filesystem snapshot: the writable layer starts as a copy of this
   // directory (made by Instance::SnapshotFiles).
   std::optional<std::filesystem::path> files_from;

@@ -1,11 +1,15 @@
 #include "kilnd/template/rootfs_builder.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <ctime>
 
+#include "base/unique_fd.h"
 #include "kilnd/template/account_files.h"
+#include "kilnd/template/apt_install.h"
 #include "kilnd/template/debootstrap.h"
+#include "sys/tree_copy.h"
 
 namespace kiln::kilnd::tmpl {
 namespace {
@@ -84,7 +88,37 @@ Status CustomizeRootfs(const RootfsTree& tree, const Recipe& recipe,
   return Wrapped(tree.Symlink(kSudoLinkTarget, kSudoPathInRootfs, 0, 0), "sudo link");
 }
 
+Status BuildOnParent(const BuildJob& job) {
+  auto report = [&](const char* phase, std::string detail, int percent) {
+    if (job.progress) job.progress(BuildProgress{phase, std::move(detail), percent});
+  };
+  const Recipe& recipe = job.recipe;
+  report("prepare", "copying template " + recipe.parent, 1);
+  UniqueFd src(open(job.parent_rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!src) return FailErrno("open " + job.parent_rootfs.string());
+  UniqueFd dst(open(job.rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dst) return FailErrno("open " + job.rootfs.string());
+  KILN_TRY(Wrapped(sys::CopyTree(src.get(), dst.get()), "copy " + job.parent_rootfs.string()));
+  AptInstallArgs args;
+  args.rootfs = job.rootfs;
+  args.packages = recipe.apt_packages;
+  AptProgress tracker(recipe.expected_debs, 5, kDebootstrapDonePercent);
+  report("download", "apt-get install " + std::to_string(recipe.apt_packages.size()) + " packages", 5);
+  KILN_TRY(RunAptInstall(args, job.on_child, [&](std::string_view line) {
+    if (auto p = tracker.Feed(line); p && job.progress) job.progress(*p);
+  }));
+  report("customize", "cleaning apt caches", kDebootstrapDonePercent);
+  KILN_ASSIGN_OR_RETURN(RootfsTree tree, RootfsTree::Open(job.rootfs));
+  KILN_TRY(Wrapped(CleanAptCache(tree), "clean apt cache"));
+  // apt-get ran with the host's resolv.conf mounted over the template's placeholder; the
+  // placeholder is what stays.
+  KILN_TRY(Wrapped(WriteHostFiles(tree), "host files"));
+  report("customize", "rootfs ready", kBuiltPercent);
+  return {};
+}
+
 Status BuildDebianRootfs(const BuildJob& job) {
+  if (!job.parent_rootfs.empty()) return BuildOnParent(job);
   auto report = [&](const char* phase, std::string detail, int percent) {
     if (job.progress) job.progress(BuildProgress{phase, std::move(detail), percent});
   };

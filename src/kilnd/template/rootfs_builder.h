@@ -34,6 +34,8 @@ struct BuildJob {
   std::filesystem::path rootfs;       // an existing, empty directory to fill
   std::filesystem::path envd_binary;  // host path of kiln-envd, copied into the tree
   std::string mirror;                 // Debian mirror URI
+  // For recipes with a parent: the parent template's rootfs, copied instead of debootstrap.
+  std::filesystem::path parent_rootfs;
   ProgressFn progress;                // may be empty
   // Called with the pid of each long-running child (a process group leader), so that a later
   // build can kill it if this process dies mid-build. May be empty.
@@ -44,8 +46,13 @@ struct BuildJob {
 // the caller removes it (BuildDir). Needs root.
 using RootfsBuilder = std::function<Status(const BuildJob&)>;
 
-// The real builder: RunDebootstrap, then CustomizeRootfs.
+// The real builder: RunDebootstrap, then CustomizeRootfs; for a recipe with a parent,
+// BuildOnParent instead.
 Status BuildDebianRootfs(const BuildJob& job);
+
+// A copy of job.parent_rootfs (owners, modes, links, xattrs kept), the recipe's apt_packages
+// installed into it (RunAptInstall), apt's caches emptied again.
+Status BuildOnParent(const BuildJob& job);
 
 // The steps after debootstrap: user `recipe.default_user` (uid/gid 1000, home from etc/skel,
 // bash, group sudo), /etc/sudoers.d/<user> (NOPASSWD, 0440), /etc/hostname, /etc/hosts,

@@ -107,6 +107,11 @@ std::string TemplateInfoToJson(const TemplateInfo& info) {
   j["workdir"] = info.workdir;
   j["env"] = json::object();
   for (const auto& [key, value] : info.env) j["env"][key] = value;
+  if (!info.start_cmd.empty()) {
+    j["start_cmd"] = info.start_cmd;
+    j["ready_port"] = info.ready_port;
+    j["ready_path"] = info.ready_path;
+  }
   return j.dump(2) + "\n";
 }
 
@@ -140,6 +145,19 @@ Result<TemplateInfo> ParseTemplateInfo(std::string_view text, const std::filesys
       info.env[key] = value.get<std::string>();
     }
   }
+  if (auto it = j.find("start_cmd"); it != j.end()) {
+    if (!it->is_array()) return Fail(Errc::kInvalidArgument, "template metadata: bad \"start_cmd\"");
+    for (const auto& arg : *it) {
+      if (!arg.is_string()) return Fail(Errc::kInvalidArgument, "template metadata: bad \"start_cmd\"");
+      info.start_cmd.push_back(arg.get<std::string>());
+    }
+    auto port = j.find("ready_port");
+    if (port == j.end() || !port->is_number_unsigned() || port->get<uint64_t>() > 65535) {
+      return Fail(Errc::kInvalidArgument, "template metadata: bad \"ready_port\"");
+    }
+    info.ready_port = static_cast<uint16_t>(port->get<uint64_t>());
+    KILN_TRY(str("ready_path", info.ready_path, true));
+  }
   return info;
 }
 
@@ -147,8 +165,22 @@ TemplateStore::TemplateStore(std::filesystem::path dir, StoreOptions options)
     : dir_(std::move(dir)), options_(std::move(options)) {}
 
 const Recipe* TemplateStore::FindRecipe(std::string_view name) const {
-  auto it = std::ranges::find_if(options_.recipes, [&](const Recipe& r) { return r.name == name; });
+  auto it = std::ranges::find_if(options_.recipes, [&](const Recipe& r) {
+    return r.name == name || std::ranges::find(r.aliases, name) != r.aliases.end();
+  });
   return it == options_.recipes.end() ? nullptr : &*it;
+}
+
+std::string TemplateStore::FullStamp(const Recipe& recipe) const {
+  std::string stamp = recipe.Stamp();
+  const Recipe* r = &recipe;
+  // A cycle in the recipes (a bug) must not loop forever.
+  for (int depth = 0; depth < 8 && !r->parent.empty(); ++depth) {
+    r = FindRecipe(r->parent);
+    if (r == nullptr) break;
+    stamp.append(" | ").append(r->Stamp());
+  }
+  return stamp;
 }
 
 Result<TemplateInfo> TemplateStore::Get(std::string_view name) const {
@@ -156,6 +188,8 @@ Result<TemplateInfo> TemplateStore::Get(std::string_view name) const {
   if (!IsValidTemplateName(name)) {
     return Fail(Errc::kInvalidArgument, "invalid template name '" + log::Sanitize(name, 80) + "'");
   }
+  const Recipe* recipe = FindRecipe(name);
+  if (recipe != nullptr) name = recipe->name;  // an alias
   std::filesystem::path dir = dir_ / name;
   std::string quoted = "template '" + std::string(name) + "'";
   auto text = ReadSmallFile(dir / kInfoFile);
@@ -169,8 +203,7 @@ Result<TemplateInfo> TemplateStore::Get(std::string_view name) const {
     return Fail(Errc::kNotFound,
                 quoted + " has unreadable metadata in " + (dir / kInfoFile).string());
   }
-  if (const Recipe* recipe = FindRecipe(name);
-      recipe != nullptr && info->recipe != recipe->Stamp()) {
+  if (recipe != nullptr && info->recipe != FullStamp(*recipe)) {
     return Fail(Errc::kNotFound, quoted + " was built from an older recipe (" + info->recipe + ")");
   }
   std::error_code ec;
@@ -200,6 +233,12 @@ Result<TemplateInfo> TemplateStore::EnsureBuilt(std::string_view name,
     return Fail(Errc::kNotFound, "no recipe for template '" + log::Sanitize(name, 80) + "'");
   }
   if (auto info = Get(name)) return info;
+  std::filesystem::path parent_rootfs;
+  if (!recipe->parent.empty()) {
+    // Before taking the lock: the parent's EnsureBuilt takes it too.
+    KILN_ASSIGN_OR_RETURN(TemplateInfo parent, EnsureBuilt(recipe->parent, envd_binary, progress));
+    parent_rootfs = parent.rootfs;
+  }
 
   std::error_code ec;
   if (!std::filesystem::is_regular_file(envd_binary, ec)) {
@@ -209,7 +248,7 @@ Result<TemplateInfo> TemplateStore::EnsureBuilt(std::string_view name,
   if (ec) return Fail(Errc::kInternal, "create " + dir_.string() + ": " + ec.message());
   KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockStore(dir_, progress));
   if (auto info = Get(name)) return info;  // built by the process we waited for
-  auto built = Build(*recipe, envd_binary, progress);
+  auto built = Build(*recipe, envd_binary, parent_rootfs, progress);
   if (!built) return Unexpected(std::move(built).error().Wrap("build template " + recipe->name));
   return built;
 }
@@ -217,6 +256,7 @@ Result<TemplateInfo> TemplateStore::EnsureBuilt(std::string_view name,
 // REQUIRES: the store lock is held.
 Result<TemplateInfo> TemplateStore::Build(const Recipe& recipe,
                                           const std::filesystem::path& envd_binary,
+                                          const std::filesystem::path& parent_rootfs,
                                           const ProgressFn& progress) const {
   auto report = [&](const char* phase, std::string detail, int percent) {
     if (progress) progress(BuildProgress{phase, std::move(detail), percent});
@@ -231,6 +271,7 @@ Result<TemplateInfo> TemplateStore::Build(const Recipe& recipe,
   job.recipe = recipe;
   job.rootfs = rootfs;
   job.envd_binary = envd_binary;
+  job.parent_rootfs = parent_rootfs;
   job.mirror = options_.mirror.empty() ? HostDebianMirror() : options_.mirror;
   job.progress = progress;
   job.on_child = [&build](pid_t pid) {
@@ -249,7 +290,10 @@ Result<TemplateInfo> TemplateStore::Build(const Recipe& recipe,
   info.workdir = recipe.workdir;
   info.env = recipe.env;
   info.created_at = NowRfc3339();
-  info.recipe = recipe.Stamp();
+  info.recipe = FullStamp(recipe);
+  info.start_cmd = recipe.start_cmd;
+  info.ready_port = recipe.ready_port;
+  info.ready_path = recipe.ready_path;
   KILN_TRY(WriteNewFile(build.path() / kInfoFile, TemplateInfoToJson(info)));
   report("install", "syncing and moving into place", 97);
   KILN_TRY(SyncFilesystem(build.path()));

@@ -8,6 +8,7 @@
 //   <store>/<name>/template.json   TemplateInfo, including the recipe stamp it was built from
 //   <store>/.build-<name>-XXXXXX/  a build in progress (or the remains of a killed one)
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -28,7 +29,11 @@ struct TemplateInfo {
   std::string workdir = "/home/user";
   std::map<std::string, std::string> env;
   std::string created_at;  // RFC 3339, UTC
-  std::string recipe;      // Recipe::Stamp() of the recipe it was built from
+  std::string recipe;      // Recipe::Stamp() of the recipe it was built from (and its parents)
+  // The template's service (Recipe::start_cmd); empty: none.
+  std::vector<std::string> start_cmd;
+  uint16_t ready_port = 0;
+  std::string ready_path;
 };
 
 // template.json: the fields of TemplateInfo except rootfs, plus "format": 1.
@@ -55,8 +60,9 @@ class TemplateStore {
 
   const std::filesystem::path& dir() const { return dir_; }
 
-  // The built template `name`. kNotFound if it is not built, its metadata is unreadable, or it
-  // was built from another version of its recipe (EnsureBuilt rebuilds it then).
+  // The built template `name` (or one of its recipe's aliases). kNotFound if it is not built,
+  // its metadata is unreadable, or it was built from another version of its recipe (or of a
+  // parent's; EnsureBuilt rebuilds it then).
   // kInvalidArgument for a name that cannot be a template (IsValidTemplateName).
   Result<TemplateInfo> Get(std::string_view name) const;
 
@@ -69,14 +75,19 @@ class TemplateStore {
   // directory that is renamed into place at the end, so a failed or killed build leaves no
   // partial template (the next build removes its remains). A template of an older recipe is
   // replaced atomically. `progress` (may be empty) is called on this thread.
-  // kNotFound: no recipe named `name`, or `envd_binary` is missing. Build failures carry the
-  // builder's error (e.g. debootstrap's last lines).
+  // A recipe with a parent builds the parent first. kNotFound: no recipe named `name`, or
+  // `envd_binary` is missing. Build failures carry the builder's error (e.g. debootstrap's
+  // last lines).
   Result<TemplateInfo> EnsureBuilt(std::string_view name, const std::filesystem::path& envd_binary,
                                    const ProgressFn& progress) const;
 
  private:
+  // By name or alias.
   const Recipe* FindRecipe(std::string_view name) const;
+  // The recipe's Stamp() followed by its parents' (so a parent's change rebuilds children).
+  std::string FullStamp(const Recipe& recipe) const;
   Result<TemplateInfo> Build(const Recipe& recipe, const std::filesystem::path& envd_binary,
+                             const std::filesystem::path& parent_rootfs,
                              const ProgressFn& progress) const;
 
   std::filesystem::path dir_;

@@ -51,6 +51,7 @@ class TemplateStoreTest : public testing::Test {
     o.builder = [this](const BuildJob& job) -> Status {
       ++builds_;
       last_job_mirror_ = job.mirror;
+      last_parent_rootfs_ = job.parent_rootfs;
       if (record_builder_) {
         // A real child, as debootstrap would be, so the record has a live pid to name.
         sys::SpawnSpec spec;
@@ -91,6 +92,7 @@ class TemplateStoreTest : public testing::Test {
   fs::path envd_;
   std::atomic<int> builds_ = 0;
   std::string last_job_mirror_;
+  fs::path last_parent_rootfs_;
   bool fail_ = false;
   bool record_builder_ = false;
 };
@@ -270,14 +272,69 @@ TEST(RecipeTest, StampChangesWithWhatShapesTheTree) {
   EXPECT_EQ(progress_only.Stamp(), stamp);
 }
 
+Recipe ChildRecipe() {
+  Recipe r;
+  r.name = "code-interpreter-v1";
+  r.parent = "base";
+  r.apt_packages = {"python3-ipykernel"};
+  r.aliases = {"code-interpreter"};
+  r.start_cmd = {"/.kiln/interp", "--port", "49999"};
+  r.ready_port = 49999;
+  r.ready_path = "/ready";
+  return r;
+}
+
+// A recipe with a parent builds the parent first, gets its rootfs, answers to its alias and
+// keeps its service in the metadata; a change of the parent's recipe makes it stale.
+TEST_F(TemplateStoreTest, ChildRecipeBuildsOnItsParent) {
+  StoreOptions o = Options();
+  o.recipes.push_back(ChildRecipe());
+  {
+    TemplateStore store(store_dir_, o);
+    auto info = store.EnsureBuilt("code-interpreter", envd_, nullptr);
+    ASSERT_TRUE(info) << info.error().message();
+    EXPECT_EQ(builds_, 2);
+    EXPECT_EQ(last_parent_rootfs_, store_dir_ / "base/rootfs");
+    EXPECT_EQ(info->name, "code-interpreter-v1");
+    EXPECT_EQ(info->start_cmd, ChildRecipe().start_cmd);
+    auto again = store.Get("code-interpreter");
+    ASSERT_TRUE(again) << again.error().message();
+    EXPECT_EQ(again->rootfs, store_dir_ / "code-interpreter-v1/rootfs");
+    EXPECT_EQ(again->ready_port, 49999);
+    EXPECT_EQ(again->ready_path, "/ready");
+    EXPECT_NE(again->recipe.find(TestRecipe().Stamp()), std::string::npos) << again->recipe;
+  }
+  StoreOptions bumped = Options(2);
+  bumped.recipes.push_back(ChildRecipe());
+  TemplateStore store(store_dir_, bumped);
+  EXPECT_EQ(store.Get("code-interpreter-v1").error().code(), Errc::kNotFound);
+  ASSERT_TRUE(store.EnsureBuilt("code-interpreter-v1", envd_, nullptr));
+  EXPECT_EQ(builds_, 4);
+}
+
 TEST(RecipeTest, BuiltinBase) {
   std::vector<Recipe> recipes = BuiltinRecipes();
-  ASSERT_EQ(recipes.size(), 1u);
+  ASSERT_EQ(recipes.size(), 2u);
   EXPECT_EQ(recipes[0].name, "base");
   for (const char* pkg :
        {"bash", "coreutils", "python3", "git", "curl", "sudo", "procps", "ca-certificates"}) {
     EXPECT_NE(std::ranges::find(recipes[0].packages, pkg), recipes[0].packages.end()) << pkg;
   }
+}
+
+TEST(RecipeTest, BuiltinCodeInterpreter) {
+  std::vector<Recipe> recipes = BuiltinRecipes();
+  ASSERT_EQ(recipes.size(), 2u);
+  const Recipe& r = recipes[1];
+  EXPECT_EQ(r.name, "code-interpreter-v1");
+  EXPECT_EQ(r.parent, "base");
+  EXPECT_EQ(r.aliases, std::vector<std::string>{"code-interpreter"});
+  for (const char* pkg : {"python3-ipykernel", "python3-numpy", "python3-pandas", "python3-matplotlib",
+                          "python3-seaborn", "python3-sklearn", "nodejs"}) {
+    EXPECT_NE(std::ranges::find(r.apt_packages, pkg), r.apt_packages.end()) << pkg;
+  }
+  EXPECT_EQ(r.ready_port, 49999);
+  EXPECT_NE(r.Stamp(), recipes[0].Stamp());
 }
 
 TEST(RecipeTest, TemplateNames) {

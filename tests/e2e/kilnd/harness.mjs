@@ -37,9 +37,11 @@ export class Kilnd {
   // Starts kilnd and resolves once it prints its ready line. The first start in a data dir prints
   // the initial API key; later starts reuse it.
   async start() {
+    // Code-interpreter sandboxes (kernels started ahead) only for the files that use them.
+    const pool = this.args.includes('--interp-pool-size') ? [] : ['--interp-pool-size', '0']
     const args = [
       '--listen', '127.0.0.1:0', '--data-dir', this.dataDir, '--template-dir', TEMPLATE_DIR,
-      '--name', this.name, '--subnet', this.subnet, ...this.args,
+      '--name', this.name, '--subnet', this.subnet, ...pool, ...this.args,
     ]
     const proc = spawn(KILND, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.proc = proc

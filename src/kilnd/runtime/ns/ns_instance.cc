@@ -13,7 +13,7 @@
 #include "base/log.h"
 #include "kilnd/net/netns.h"
 #include "kilnd/runtime/ns/linux_api.h"
-#include "kilnd/runtime/ns/tree_copy.h"
+#include "sys/tree_copy.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -140,9 +140,9 @@ Status NsInstance::SnapshotFiles(const std::filesystem::path& dest) {
   if (mkdir(dest.c_str(), 0700) < 0) return FailErrno("snapshot: mkdir " + dest.string());
   UniqueFd dst(open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!dst) return FailErrno("snapshot: open " + dest.string());
-  TreeCopyOptions options;
+  sys::TreeCopyOptions options;
   options.skip_top_level = {".kiln"};
-  auto st = CopyTree(parts_.upper.get(), dst.get(), options);
+  auto st = sys::CopyTree(parts_.upper.get(), dst.get(), options);
   if (!st) {
     return Unexpected(std::move(st).error().Wrap("snapshot sandbox " + parts_.id + " to " +
                                                  dest.string()));

@@ -21,7 +21,7 @@
 #include "kilnd/runtime/ns/linux_api.h"
 #include "kilnd/runtime/ns/ns_instance.h"
 #include "kilnd/runtime/ns/sandbox_child.h"
-#include "kilnd/runtime/ns/tree_copy.h"
+#include "sys/tree_copy.h"
 
 namespace kiln::kilnd::ns {
 namespace {
@@ -36,6 +36,7 @@ constexpr int kKeptCaps[] = {CAP_CHOWN,       CAP_DAC_OVERRIDE, CAP_FSETID,     
 
 constexpr const char* kEnvdTarget = ".kiln/envd";
 constexpr const char* kEnvdPath = "/.kiln/envd";
+constexpr const char* kInterpTarget = ".kiln/interp";
 
 uint64_t KeptCapMask() {
   uint64_t mask = 0;
@@ -146,21 +147,24 @@ Result<Layer> MakeLayer(const InstanceSpec& spec, uid_t uid, gid_t gid) {
   if (spec.files_from) {
     UniqueFd src(open(spec.files_from->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!src) return FailErrno("open files_from " + spec.files_from->string());
-    TreeCopyOptions options;
+    sys::TreeCopyOptions options;
     options.skip_top_level = {".kiln"};
-    auto copied = CopyTree(src.get(), u, options);
+    auto copied = sys::CopyTree(src.get(), u, options);
     if (!copied) return Unexpected(std::move(copied).error().Wrap("restore files"));
   }
   if (!spec.resolv_conf.empty()) KILN_TRY(WriteResolvConf(u, spec.resolv_conf, uid, gid));
   if (mkdirat(u, ".kiln", 0755) < 0 || fchownat(u, ".kiln", uid, gid, 0) < 0) {
     return FailErrno("mkdir .kiln in the writable layer");
   }
-  UniqueFd stub(openat(u, kEnvdTarget, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755));
-  if (!stub || fchown(stub.get(), uid, gid) < 0) return FailErrno("create .kiln/envd");
+  for (const char* target : {kEnvdTarget, kInterpTarget}) {
+    if (target == kInterpTarget && spec.interp_binary.empty()) continue;
+    UniqueFd stub(openat(u, target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755));
+    if (!stub || fchown(stub.get(), uid, gid) < 0) return FailErrno(std::string("create ") + target);
+  }
   return layer;
 }
 
-// A read-only, detached bind mount of the agent binary (attached by the child).
+// A read-only, detached bind mount of the agent binary or kiln-interp (attached by the child).
 Result<UniqueFd> CloneEnvd(const std::filesystem::path& envd) {
   UniqueFd tree(open_tree(AT_FDCWD, envd.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
   if (!tree) return FailErrno("open_tree " + envd.string());
@@ -320,6 +324,9 @@ Status ValidateSpec(const InstanceSpec& spec) {
   if (!std::filesystem::is_regular_file(spec.envd_binary, ec)) {
     return Fail(Errc::kInvalidArgument, "kiln-envd " + spec.envd_binary.string() + " not found");
   }
+  if (!spec.interp_binary.empty() && !std::filesystem::is_regular_file(spec.interp_binary, ec)) {
+    return Fail(Errc::kInvalidArgument, "kiln-interp " + spec.interp_binary.string() + " not found");
+  }
   if (spec.limits.disk_bytes < (1 << 20)) {
     return Fail(Errc::kInvalidArgument, "disk limit below 1 MiB");
   }
@@ -365,6 +372,9 @@ class SandboxBuilder {
     parts_.layer = std::move(layer.mount);
     parts_.upper = std::move(layer.upper);
     KILN_ASSIGN_OR_RETURN(envd_tree_, CloneEnvd(spec_.envd_binary));
+    if (!spec_.interp_binary.empty()) {
+      KILN_ASSIGN_OR_RETURN(interp_tree_, CloneEnvd(spec_.interp_binary));
+    }
     t_prepared_ = Clock::now();
     return {};
   }
@@ -383,6 +393,8 @@ class SandboxBuilder {
     plan_ = runtime_part;
     plan_.layer_fd = parts_.layer.get();
     plan_.envd_fd = envd_tree_.get();
+    plan_.interp_fd = interp_tree_ ? interp_tree_.get() : -1;
+    plan_.interp_target = kInterpTarget;
     plan_.log_fd = log_fd_.get();
     plan_.hostname = spec_.hostname.c_str();
     plan_.overlay_options = storage_.overlay_options.c_str();
@@ -432,6 +444,7 @@ class SandboxBuilder {
     KILN_ASSIGN_OR_RETURN(UniqueFd lower, CloneIdmappedRootfs(spec_.rootfs, parts_.init.pid()));
     KILN_TRY(SendGo(sync_.get(), lower.get()));
     envd_tree_.reset();
+    interp_tree_.reset();
     t_go_ = Clock::now();
     return {};
   }
@@ -490,6 +503,7 @@ class SandboxBuilder {
   bool finished_ = false;
   UniqueFd log_fd_;
   UniqueFd envd_tree_;
+  UniqueFd interp_tree_;
   UniqueFd sync_;
   PlanStorage storage_;
   ChildPlan plan_;

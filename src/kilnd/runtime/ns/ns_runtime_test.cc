@@ -90,6 +90,25 @@ class NsRuntimeTest : public ::testing::Test {
   std::unique_ptr<NsRuntime> runtime_;
 };
 
+// kiln-interp, when given, sits read-only beside the agent; without it there is no stub.
+TEST_F(NsRuntimeTest, InterpBinaryIsMountedReadOnly) {
+  InstanceSpec spec = Spec("interp");
+  spec.interp_binary = envd_;  // any executable will do
+  auto inst = MustCreate(spec);
+  ASSERT_TRUE(inst);
+  auto r = RunCommand(*inst, "cmp -s /.kiln/interp /.kiln/envd && echo same;"
+                             "test -x /.kiln/interp && echo exec;"
+                             "touch /.kiln/interp 2>/dev/null || echo interp-readonly");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->output, "same\nexec\ninterp-readonly\n");
+  ASSERT_TRUE(inst->Kill());
+  auto plain = MustCreate(Spec("nointerp"));
+  ASSERT_TRUE(plain);
+  auto r2 = RunCommand(*plain, "test -e /.kiln/interp || echo absent");
+  ASSERT_TRUE(r2) << r2.error().message();
+  EXPECT_EQ(r2->output, "absent\n");
+}
+
 TEST_F(NsRuntimeTest, CreateAnswersHealth) {
   auto inst = MustCreate(Spec("health"));
   ASSERT_TRUE(inst);

@@ -214,6 +214,10 @@ void BuildRoot(const Child& c, int lower_fd) {
   BuildDev(c);
   c.Check(move_mount(p.envd_fd, "", AT_FDCWD, p.envd_target, MOVE_MOUNT_F_EMPTY_PATH) == 0,
           ChildStage::kAttachEnvd);
+  if (p.interp_fd >= 0) {
+    c.Check(move_mount(p.interp_fd, "", AT_FDCWD, p.interp_target, MOVE_MOUNT_F_EMPTY_PATH) == 0,
+            ChildStage::kAttachEnvd);
+  }
   // pivot_root(".", "."): the old root ends up stacked under the new one and is detached at
   // once, with everything of the host below it.
   c.Check(syscall(SYS_pivot_root, ".", ".") == 0, ChildStage::kPivotRoot);

@@ -61,6 +61,7 @@ struct ChildPlan {
   int sync_fd = -1;   // child's end of the SOCK_SEQPACKET pair (CLOEXEC)
   int layer_fd = -1;  // detached tmpfs (fsmount) holding upper/ and work/
   int envd_fd = -1;   // detached read-only bind mount of the agent binary (open_tree)
+  int interp_fd = -1;  // the same for kiln-interp; -1: none
   int log_fd = -1;    // agent stdout/stderr; -1 = /dev/null
 
   const char* hostname = "sandbox";
@@ -72,6 +73,7 @@ struct ChildPlan {
   const char* overlay_options = nullptr;  // "lowerdir=...,upperdir=...,workdir=...,userxattr"
   const char* envd_target = nullptr;       // relative to the new root: ".kiln/envd"
   const char* envd_path = nullptr;         // absolute inside the sandbox: "/.kiln/envd"
+  const char* interp_target = nullptr;     // ".kiln/interp" (with interp_fd)
   char* const* argv = nullptr;
   char* const* envp = nullptr;
 

@@ -15,7 +15,7 @@
 
 #include "base/error.h"
 
-namespace kiln::kilnd::ns {
+namespace kiln::sys {
 
 struct TreeCopyOptions {
   // Entries of the top directory that are not copied (e.g. ".kiln", the agent's mount point).
@@ -29,4 +29,4 @@ struct TreeCopyOptions {
 // too. Stops at the first failure, naming the entry ("copy usr/bin/x: No space left on device").
 Status CopyTree(int src_dir, int dst_dir, const TreeCopyOptions& options = {});
 
-}  // namespace kiln::kilnd::ns
+}  // namespace kiln::sys

@@ -1,4 +1,4 @@
-#include "kilnd/runtime/ns/tree_copy.h"
+#include "sys/tree_copy.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -15,7 +15,7 @@
 #include "base/unique_fd.h"
 #include "sys/dir_list.h"
 
-namespace kiln::kilnd::ns {
+namespace kiln::sys {
 namespace {
 
 bool CopiedXattr(std::string_view name) {
@@ -224,4 +224,4 @@ Status CopyTree(int src_dir, int dst_dir, const TreeCopyOptions& options) {
   return copier.CopyAttributes(src_dir, dst_dir, st, "");
 }
 
-}  // namespace kiln::kilnd::ns
+}  // namespace kiln::sys

@@ -1,4 +1,4 @@
-#include "kilnd/runtime/ns/tree_copy.h"
+#include "sys/tree_copy.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -16,7 +16,7 @@
 
 #include "base/unique_fd.h"
 
-namespace kiln::kilnd::ns {
+namespace kiln::sys {
 namespace {
 
 namespace fs = std::filesystem;
@@ -142,4 +142,4 @@ TEST_F(TreeCopyTest, SkipsTopLevelNamesAndBoundsDepth) {
 }
 
 }  // namespace
-}  // namespace kiln::kilnd::ns
+}  // namespace kiln::sys
