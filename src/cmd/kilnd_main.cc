@@ -43,6 +43,10 @@ struct Flags {
   fs::path data_dir = "/var/lib/kiln";
   fs::path template_dir;  // default <data-dir>/templates
   fs::path envd;          // default: kiln-envd beside this binary
+  fs::path interp;        // default: kiln-interp beside this binary
+  // Built at start (and by --build-only); pooled when built.
+  std::vector<std::string> templates = {"base", "code-interpreter-v1"};
+  int interp_pool_size = 2;
   std::string name = "kiln";
   std::string subnet = "10.201.0.0/16";
   std::string domain;
@@ -63,8 +67,8 @@ struct Flags {
 void Usage() {
   std::fprintf(stderr,
                "usage: kilnd [--listen HOST:PORT] [--data-dir DIR] [--template-dir DIR]\n"
-               "             [--envd PATH] [--name NAME] [--subnet CIDR] [--domain DOMAIN]\n"
-               "             [--pool-size N] [--memory-mb N] [--cpus N] [--disk-mb N] [--pids N]\n"
+               "             [--envd PATH] [--interp PATH] [--name NAME] [--subnet CIDR] [--domain DOMAIN]\n"
+               "             [--templates LIST] [--pool-size N] [--interp-pool-size N] [--memory-mb N] [--cpus N] [--disk-mb N] [--pids N]\n"
                "             [--default-timeout SECONDS] [--block CIDR]... [--dns IP[:PORT]]... [--no-build] [--build-only]\n"
                "             [--log-level LEVEL] [--json-log]\n"
                "\n"
@@ -73,13 +77,17 @@ void Usage() {
                "  --template-dir   template store (default <data-dir>/templates)\n"
                "  --name           instance name for cgroups, nftables and veths (default kiln)\n"
                "  --subnet         sandbox addresses, a /30 each (default 10.201.0.0/16)\n"
-               "  --pool-size      warm sandboxes kept per template (default 2)\n"
+               "  --templates      templates built at start, comma-separated (default\n"
+               "                   base,code-interpreter-v1; the first build takes minutes)\n"
+               "  --pool-size      warm sandboxes kept for base (default 2)\n"
+               "  --interp-pool-size  warm code-interpreter-v1 sandboxes, kernels started (default 2)\n"
+               "  --interp         kiln-interp binary (default: beside kilnd)\n"
                "  --dns            resolver (IP[:PORT]) for the sandboxes' DNS relay; default: the\n"
                "                   host's /etc/resolv.conf nameservers\n"
                "  --block          a destination sandboxes may not reach, in addition to the host, its\n"
                "                   directly connected networks, private and link-local ranges\n"
-               "  --no-build       do not build the base template when it is missing\n"
-               "  --build-only     build the base template if needed, then exit\n");
+               "  --no-build       do not build missing templates (use what is built)\n"
+               "  --build-only     build the templates if needed, then exit\n");
 }
 
 bool ParseUint(const char* s, uint64_t& out) {
@@ -118,6 +126,24 @@ bool ParseFlags(int argc, char** argv, Flags& f) {
       const char* v = value();
       if (!v) return false;
       f.envd = v;
+    } else if (a == "--interp") {
+      const char* v = value();
+      if (!v) return false;
+      f.interp = v;
+    } else if (a == "--templates") {
+      const char* v = value();
+      if (!v) return false;
+      f.templates.clear();
+      std::string list = v;
+      for (size_t start = 0; start <= list.size();) {
+        size_t comma = list.find(',', start);
+        if (comma == std::string::npos) comma = list.size();
+        if (comma > start) f.templates.push_back(list.substr(start, comma - start));
+        start = comma + 1;
+      }
+    } else if (a == "--interp-pool-size") {
+      if (!ParseUint(value(), n) || n > 1000) return false;
+      f.interp_pool_size = static_cast<int>(n);
     } else if (a == "--name") {
       const char* v = value();
       if (!v) return false;
@@ -205,11 +231,16 @@ fs::path SelfDir() {
   return ec ? fs::path(".") : self.parent_path();
 }
 
-Result<tmpl::TemplateInfo> BuildBase(const tmpl::TemplateStore& templates, const fs::path& envd) {
-  return templates.EnsureBuilt("base", envd, [](const tmpl::BuildProgress& p) {
-    KILN_LOG(Info, "building template base", {"phase", p.phase}, {"percent", p.percent},
-             {"detail", p.detail});
-  });
+Status BuildTemplates(const tmpl::TemplateStore& templates, const std::vector<std::string>& names,
+                      const fs::path& envd) {
+  for (const std::string& name : names) {
+    auto built = templates.EnsureBuilt(name, envd, [&name](const tmpl::BuildProgress& p) {
+      KILN_LOG(Info, "building template", {"template", name}, {"phase", p.phase},
+               {"percent", p.percent}, {"detail", p.detail});
+    });
+    if (!built) return Unexpected(std::move(built).error());
+  }
+  return {};
 }
 
 int Fatal(std::string_view what, const Error& e) {
@@ -239,9 +270,14 @@ int main(int argc, char** argv) {
     return Fatal("kiln-envd", Error(Errc::kNotFound, flags.envd.string() + " not found (--envd)"));
   }
   tmpl::TemplateStore templates(flags.template_dir);
+  if (flags.interp.empty()) flags.interp = SelfDir() / "kiln-interp";
+  if (!fs::exists(flags.interp, ec)) {
+    KILN_LOG(Warn, "no kiln-interp: code-interpreter sandboxes cannot start", {"path", flags.interp.string()});
+    flags.interp.clear();
+  }
   if (flags.build_only) {
-    auto built = BuildBase(templates, flags.envd);
-    return built ? 0 : Fatal("template base", built.error());
+    auto built = BuildTemplates(templates, flags.templates, flags.envd);
+    return built ? 0 : Fatal("templates", built.error());
   }
 
   fs::create_directories(flags.data_dir, ec);
@@ -251,8 +287,8 @@ int main(int argc, char** argv) {
   auto store = Store::Open(flags.data_dir / "kiln.db");
   if (!store) return Fatal("state store", store.error());
   if (flags.build_templates) {
-    auto built = BuildBase(templates, flags.envd);
-    if (!built) return Fatal("template base", built.error());
+    auto built = BuildTemplates(templates, flags.templates, flags.envd);
+    if (!built) return Fatal("templates", built.error());
   }
   std::vector<TemplateRow> template_rows;
   for (const auto& t : templates.List()) {
@@ -304,6 +340,9 @@ int main(int argc, char** argv) {
     spec.default_user = info->default_user;
     spec.workdir = info->workdir;
     spec.env = info->env;
+    spec.start_cmd = info->start_cmd;
+    spec.ready_port = info->ready_port;
+    spec.ready_path = info->ready_path;
     return spec;
   };
 
@@ -332,11 +371,19 @@ int main(int argc, char** argv) {
     m.dns = &dns;
     m.data_dir = flags.data_dir;
     m.envd_binary = flags.envd;
+    m.interp_binary = flags.interp;
     m.limits.memory_bytes = flags.memory_mb << 20;
     m.limits.cpu_millis = flags.cpu_millis;
     m.limits.disk_bytes = flags.disk_mb << 20;
     m.limits.pids = flags.pids;
-    m.pool_size = flags.pool_size;
+    // Pools for the built templates (a code interpreter needs kiln-interp).
+    m.pool_sizes.clear();
+    for (const auto& t : templates.List()) {
+      if (t.name == "base") m.pool_sizes[t.name] = flags.pool_size;
+      if (t.name == "code-interpreter-v1" && !flags.interp.empty()) {
+        m.pool_sizes[t.name] = flags.interp_pool_size;
+      }
+    }
     m.default_timeout_s = flags.default_timeout_s;
 
     SandboxManager manager(io, **store, **runtime, resolve, m);
