@@ -171,7 +171,7 @@ json CodeExecutionResult(const CodeExecution& ex, std::string_view sandbox_note)
   json error = nullptr;
   if (ex.error) {
     std::string tb = StripAnsi(ex.error->traceback);
-    text += Section("error", ex.error->name + ": " + ex.error->value);
+    text += "[error] " + ex.error->name + ": " + ex.error->value + "\n";
     if (!tb.empty()) text += Section("traceback", Truncate(tb, kMaxStreamText));
     error = json::object();
     error["name"] = ex.error->name;

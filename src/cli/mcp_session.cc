@@ -70,7 +70,7 @@ json McpSession::Initialize(const json& params) {
   return r;
 }
 
-http::Task<std::optional<json>> McpSession::HandleText(std::string_view text) {
+http::Task<std::optional<json>> McpSession::HandleText(std::string text) {
   ParsedRpc parsed = ParseRpc(text);
   if (!parsed.message) co_return std::optional<json>(std::move(parsed.error_response));
   co_return co_await Handle(std::move(*parsed.message));

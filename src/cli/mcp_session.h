@@ -28,7 +28,7 @@ class McpSession {
 
   // One message as text. The response to send back, nullopt when there is none
   // (notifications and responses).
-  http::Task<std::optional<nlohmann::json>> HandleText(std::string_view text);
+  http::Task<std::optional<nlohmann::json>> HandleText(std::string text);
   http::Task<std::optional<nlohmann::json>> Handle(RpcMessage message);
 
   // Ends the session (see SandboxTools::Close). Idempotent.

@@ -198,7 +198,9 @@ json WriteFileTool() {
                            {"utf-8", "base64"});
   p["user"] = UserProp();
   p["sandbox_id"] = SandboxIdProp();
-  return Tool("write_file", "Write file", "Writes a file in the sandbox.",
+  return Tool("write_file", "Write file",
+              "Writes a file in the sandbox (text, or bytes given as base64), creating missing "
+              "parent directories.",
               Schema(p, {"path", "content"}), Annotations("Write file", false, true, true));
 }
 
