@@ -21,3 +21,7 @@ echo "== envd_start_bench"
 echo "== kilnd_create_bench"
 if [[ ! -x "$build/bench/kilnd_create_bench" ]]; then ninja -C "$build" kilnd_create_bench; fi
 "$(dirname "$0")/kilnd_bench.sh" "$build"
+
+echo "== interp_bench"
+if [[ ! -x "$build/bench/interp_bench" ]]; then ninja -C "$build" interp_bench; fi
+"$(dirname "$0")/interp_bench.sh" "$build"

@@ -1,0 +1,44 @@
+#pragma once
+
+// The languages kiln-interp runs and what differs between them: the kernel command and the
+// little pieces of code that set a context's working directory and environment variables.
+//
+//   python      ipykernel (`python3 -m ipykernel_launcher`), with kiln_display loaded
+//   javascript  kiln_js_kernel.py: a Jupyter wrapper kernel driving one node process
+//               ("js", "ts" and "typescript" run here too)
+//   bash        kiln_bash_kernel.py: a Jupyter wrapper kernel driving one bash process
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kiln::interp {
+
+enum class Language { kPython, kJavaScript, kBash };
+
+// Lower-cased and trimmed; "" -> python, "js"/"ts"/"typescript" -> javascript, "sh" -> bash.
+// nullopt for languages without a kernel here (r, java, ...).
+std::optional<Language> ParseLanguage(std::string_view name);
+std::string_view LanguageName(Language language);
+
+// The kernel command; "{connection_file}" is replaced by the kernel's connection file.
+// `python_dir` holds our Python files (kiln_display.py and the wrapper kernels).
+std::vector<std::string> KernelArgv(Language language, const std::filesystem::path& python_dir);
+
+// Setup code run silently once a kernel is up (python: loads kiln_display); may be empty.
+std::string KernelSetupCode(Language language);
+
+// Code that changes the kernel's working directory.
+std::string ChdirCode(Language language, const std::string& dir);
+
+// Code that sets (value) or removes (nullopt) environment variables in the kernel process.
+// Names that are not [A-Za-z_][A-Za-z0-9_]* are skipped (bash could not export them).
+std::string EnvCode(Language language,
+                    const std::map<std::string, std::optional<std::string>>& changes);
+
+bool IsEnvName(std::string_view name);
+
+}  // namespace kiln::interp
