@@ -401,11 +401,14 @@ def _wedges(ax):
 def _live_boxplots(ax):
     """The boxplot calls recorded on this axes whose artists are still in it."""
     records = getattr(ax, "_kiln_boxplots", None) or []
+    if not records:
+        return []
+    present = {id(a) for a in ax.get_children()}
     live = []
     for rec in records:
         artists = rec["artists"]
         boxes = artists.get("boxes") or []
-        if boxes and all(getattr(b, "axes", None) is ax for b in boxes):
+        if boxes and all(id(b) in present for b in boxes):
             live.append(rec)
     return live
 

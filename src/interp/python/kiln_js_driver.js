@@ -3,7 +3,8 @@
 //   node --expose-internals kiln_js_driver.js <command fd> <response fd>
 //
 // Protocol (JSON lines): the kernel writes {"id": <string>, "code": <string>}
-// to the command fd; for each command the driver writes exactly one
+// to the command fd (and {"interrupt": <id>} next to a SIGINT, which ends a
+// cell waiting on a top-level await even when the signal is lost); for each command the driver writes exactly one
 // {"id", "status": "ok", "result": <util.inspect text or null>, "cwd"} or
 // {"id", "status": "error", "ename", "evalue", "traceback": [lines],
 //  "interrupted": bool, "cwd"} to the response fd. At start it writes
@@ -65,6 +66,22 @@ function respond(obj) {
   }
 }
 
+// {"phase": "run"} before a vm script runs and {"phase": "wait"} when the
+// cell waits on a top-level await: the kernel interrupts "run" with SIGINT
+// and "wait" with an {"interrupt"} command.
+function phase(name) {
+  const data = Buffer.from(JSONstringify({ phase: name }) + '\n', 'utf8');
+  let off = 0;
+  while (off < data.length) {
+    try {
+      off += writeSync(responseFd, data, off, data.length - off);
+    } catch (e) {
+      if (e.code === 'EAGAIN') continue;
+      process.exit(1);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------
 // The global environment user code sees (like the node REPL's).
 
@@ -88,6 +105,30 @@ function defineGlobal(name, value) {
     value, writable: true, configurable: true, enumerable: false,
   });
 }
+
+// console writes straight to fds 1 and 2 (synchronously), independent of
+// the state of process.stdout/process.stderr streams.
+function fdWriter(fd) {
+  const stream = new (require('events').EventEmitter)();
+  Object.assign(stream, {
+    write(chunk, encoding, callback) {
+      const data = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+      let off = 0;
+      while (off < data.length) {
+        try {
+          off += writeSync(fd, data, off, data.length - off);
+        } catch (e) {
+          if (e.code !== 'EAGAIN') break;
+        }
+      }
+      if (typeof encoding === 'function') encoding();
+      else if (typeof callback === 'function') callback();
+      return true;
+    },
+  });
+  return stream;
+}
+defineGlobal('console', new console.Console({ stdout: fdWriter(1), stderr: fdWriter(2), colorMode: false }));
 
 defineGlobal('require', userRequire);
 const userModule = new Module('[kiln-cell]', null);
@@ -231,8 +272,26 @@ process.on('SIGINT', () => {
   if (pendingInterrupt) pendingInterrupt();
 });
 
+// A SIGINT that reaches node while a breakOnSigint script is finishing can be
+// swallowed and then interrupt the NEXT script run instead. Running an empty
+// script first absorbs such a stale interrupt (a real one is repeated by the
+// kernel, and asynchronous waits are also interrupted through the command
+// pipe).
+const flushScript = new vm.Script('0', { filename: '[kiln-flush]' });
+function flushStaleInterrupt() {
+  for (let i = 0; i < 3; i++) {
+    try {
+      flushScript.runInThisContext({ breakOnSigint: true });
+      return;
+    } catch (e) {
+      if (!isInterrupt(e)) return;
+    }
+  }
+}
+
 async function runCell(id, code) {
   cellNumber += 1;
+  flushStaleInterrupt();
   const filename = '<cell' + cellNumber + '>';
   let compiled;
   try {
@@ -241,14 +300,24 @@ async function runCell(id, code) {
     return errorResponse(id, e, false);
   }
   let value;
-  try {
-    // displayErrors false: no source-line/caret block on runtime errors (a
-    // SyntaxError from compile() keeps it).
-    value = compiled.script.runInThisContext({ displayErrors: false, breakOnSigint: true });
-  } catch (e) {
-    return errorResponse(id, e, isInterrupt(e));
+  phase('run');
+  for (let attempt = 0; ; attempt++) {
+    try {
+      // displayErrors false: no source-line/caret block on runtime errors (a
+      // SyntaxError from compile() keeps it).
+      value = compiled.script.runInThisContext({ displayErrors: false, breakOnSigint: true });
+      break;
+    } catch (e) {
+      if (!isInterrupt(e)) return errorResponse(id, e, false);
+      // The kernel writes {"interrupt": id} before each SIGINT it sends for
+      // this cell; without one this is a stale interrupt left by node's
+      // SIGINT watchdog (it strikes as a script starts): run again.
+      readCommandsSync();
+      if (interruptsSeen.has(id) || attempt >= 2) return errorResponse(id, e, true);
+    }
   }
   if (compiled.isAsync) {
+    phase('wait');
     let interrupted = false;
     const interrupt = new Promise((resolve, reject) => {
       pendingInterrupt = () => { interrupted = true; reject(new Error('interrupted')); };
@@ -295,10 +364,10 @@ async function pump() {
   busy = false;
 }
 
-const commands = new net.Socket({ fd: commandFd, readable: true, writable: false });
+const interruptsSeen = new Set();
 let buffered = '';
-commands.setEncoding('utf8');
-commands.on('data', (chunk) => {
+
+function feed(chunk) {
   buffered += chunk;
   let nl;
   while ((nl = buffered.indexOf('\n')) >= 0) {
@@ -311,8 +380,36 @@ commands.on('data', (chunk) => {
     } catch (e) {
       continue;
     }
+    if (msg && msg.interrupt !== undefined) {
+      // {"interrupt": <cell id>}: the kernel interrupts that cell.
+      interruptsSeen.add(String(msg.interrupt));
+      if (interruptsSeen.size > 64) interruptsSeen.delete(interruptsSeen.values().next().value);
+      if (pendingInterrupt) pendingInterrupt();
+      continue;
+    }
     queue.push(msg);
   }
+}
+
+// Reads what the kernel has written so far while a cell blocks the event loop.
+const readBuffer = Buffer.alloc(65536);
+const utf8 = new (require('string_decoder').StringDecoder)('utf8');
+function readCommandsSync() {
+  for (;;) {
+    let n;
+    try {
+      n = fs.readSync(commandFd, readBuffer, 0, readBuffer.length, null);
+    } catch (e) {
+      return;  // EAGAIN: nothing more
+    }
+    if (n <= 0) return;
+    feed(utf8.write(readBuffer.subarray(0, n)));
+  }
+}
+
+const commands = new net.Socket({ fd: commandFd, readable: true, writable: false });
+commands.on('data', (chunk) => {
+  feed(utf8.write(chunk));
   pump();
 });
 commands.on('end', () => process.exit(0));

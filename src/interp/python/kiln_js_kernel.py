@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 
 if __package__ in (None, "") and os.path.dirname(os.path.abspath(__file__)) not in sys.path:
@@ -52,6 +53,7 @@ class JavaScriptKernel(ChildKernel):
         self.waiting = None   # (id, future)
         self.cell_seq = 0
         self.last_cwd = None
+        self.js_phase = None  # "run" (vm script running) / "wait" (await)
 
     # -- child --------------------------------------------------------------
 
@@ -105,6 +107,10 @@ class JavaScriptKernel(ChildKernel):
                 continue
             if not isinstance(msg, dict):
                 continue
+            if "phase" in msg:
+                self.js_phase = msg["phase"]
+                continue
+            self.js_phase = None
             if isinstance(msg.get("cwd"), str):
                 self.last_cwd = msg["cwd"]
             if self.waiting is not None:
@@ -140,6 +146,28 @@ class JavaScriptKernel(ChildKernel):
                 pos += os.write(fd, view[pos:])
 
         await self.loop.run_in_executor(None, write_all)
+
+    def _interrupt_once(self):
+        # The driver is always told through the command pipe (that ends a
+        # top-level await). Only while the synchronous part of a cell runs
+        # (vm breakOnSigint) is SIGINT sent as well: a SIGINT outside a vm
+        # run can be swallowed by node's SIGINT watchdog and then break a
+        # later, unrelated script run.
+        self._on_resp_readable()  # latest phase report
+        if self.cmd_w >= 0 and self.waiting is not None:
+            data = (json.dumps({"interrupt": self.waiting[0]}) + "\n").encode()
+            try:
+                os.set_blocking(self.cmd_w, False)
+                try:
+                    os.write(self.cmd_w, data)
+                finally:
+                    os.set_blocking(self.cmd_w, True)
+            except OSError:
+                pass
+        if self.js_phase == "run":
+            # after the pipe message: the driver checks for it to tell a
+            # genuine interrupt from a stale one
+            self._signal_child_group(signal.SIGINT)
 
     async def _start_node(self):
         await self._start_child()

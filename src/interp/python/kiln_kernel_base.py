@@ -149,16 +149,30 @@ class ChildKernel(Kernel):
         if not self.cell_running or self.child is None or self.child.poll() is not None:
             return
         self.interrupted = True
-        self._signal_child_group(signal.SIGINT)
+        self._interrupt_once()
         if self.loop is not None and self.escalation is None:
+            # A SIGINT can be lost (node: it arrives while a vm script ends
+            # and the breakOnSigint watchdog swallows it), so repeat it a few
+            # times before escalating.
             self.escalation = [
+                self.loop.call_later(t, self._escalate, signal.SIGINT)
+                for t in (0.5, 1.0, 1.5) if t < self.interrupt_term_after
+            ] + [
                 self.loop.call_later(self.interrupt_term_after, self._escalate, signal.SIGTERM),
                 self.loop.call_later(self.interrupt_kill_after, self._escalate, signal.SIGKILL),
             ]
 
+    def _interrupt_once(self):
+        """Delivers one interrupt to the running cell: SIGINT to the child's
+        process group (subclasses may use their protocol instead)."""
+        self._signal_child_group(signal.SIGINT)
+
     def _escalate(self, signum):
         if self.cell_running and self.child is not None and self.child.poll() is None:
-            self._signal_child_group(signum)
+            if signum == signal.SIGINT:
+                self._interrupt_once()
+            else:
+                self._signal_child_group(signum)
 
     def _cancel_escalation(self):
         if self.escalation:

@@ -62,7 +62,9 @@ class CellResult:
 def execute(kc, code, timeout=30, on_stream=None):
     """Runs one cell; collects IOPub messages until the kernel is idle again
     for this request and the shell reply arrived."""
-    msg_id = kc.execute(code)
+    # stop_on_error=False: with the default, ipykernel aborts requests that
+    # arrive right after an error reply (status "aborted", cell not run).
+    msg_id = kc.execute(code, stop_on_error=False)
     res = CellResult()
     deadline = time.monotonic() + timeout
     idle = False
