@@ -160,9 +160,19 @@ std::string NoInterpreterMessage(const std::string& id, const std::string& templ
          "`python3 -c ...` in this one.";
 }
 
-std::string DefaultNote(const std::string& id, const std::string& template_id) {
-  return "\n(ran in this session's default sandbox " + id + ", template " + template_id +
-         ", created for this call; it is killed when the MCP session ends)\n";
+std::string DefaultNote(const std::string& id, const std::string& template_id,
+                        const std::string& fallback_reason) {
+  std::string note = "\n(ran in this session's default sandbox " + id + ", template " +
+                     template_id + ", created for this call; it is killed when the MCP session ends";
+  if (!fallback_reason.empty()) note += "; " + fallback_reason + ", so run_code will not work in it";
+  return note + ")\n";
+}
+
+// The default template is missing (404) or kilnd could not start a sandbox from it (5xx): the
+// fallback template may still work. Refusals (bad key, bad request, quota) would refuse it too.
+bool WorthFallingBack(const Error& e) {
+  return e.code() == Errc::kNotFound || e.code() == Errc::kUnavailable ||
+         e.code() == Errc::kTimeout || e.code() == Errc::kInternal;
 }
 
 CodeError MakeCodeError(std::string name, std::string value) {
@@ -263,7 +273,7 @@ http::Task<Result<SandboxTools::Created>> SandboxTools::CreateOnce(const CreateS
       // Registered before Close() can see the creation end, so it is killed with the rest.
       owned_[id] = spec.keep;
       templates_[id] = template_id;
-      created.emplace(Created{id, template_id, std::move(j)});
+      created.emplace(Created{id, template_id, std::move(j), ""});
     }
   }
   --creations_;
@@ -274,7 +284,7 @@ http::Task<Result<SandboxTools::Created>> SandboxTools::CreateOnce(const CreateS
 
 http::Task<Result<SandboxTools::Created>> SandboxTools::Create(CreateSpec spec) {
   auto first = co_await CreateOnce(spec, spec.template_id);
-  if (first || first.error().code() != Errc::kNotFound || !spec.fallback_template ||
+  if (first || !WorthFallingBack(first.error()) || !spec.fallback_template ||
       *spec.fallback_template == spec.template_id) {
     if (!first) co_return Unexpected(std::move(first).error().Wrap("create sandbox from template " + spec.template_id));
     co_return first;
@@ -286,6 +296,7 @@ http::Task<Result<SandboxTools::Created>> SandboxTools::Create(CreateSpec spec) 
         "create sandbox (template " + spec.template_id + ": " + first.error().message() +
         "; fallback template " + fallback + ")"));
   }
+  second->fallback_reason = spec.template_id + " unavailable: " + first.error().message();
   co_return second;
 }
 
@@ -308,7 +319,7 @@ http::Task<Result<SandboxTools::Target>> SandboxTools::DefaultSandbox() {
     co_return Unexpected(std::move(created).error().Wrap("creating this session's default sandbox"));
   }
   if (!default_id_) default_id_ = created->id;
-  co_return Target{created->id, DefaultNote(created->id, created->template_id)};
+  co_return Target{created->id, DefaultNote(created->id, created->template_id, created->fallback_reason)};
 }
 
 http::Task<Result<SandboxTools::Target>> SandboxTools::Resolve(const json& args) {
@@ -387,6 +398,7 @@ http::Task<Result<json>> SandboxTools::CreateSandboxTool(const json& args) {
   std::string text = "Created sandbox " + created.id + " (template " + created.template_id + ", " +
                      std::to_string(spec.timeout_s) + " s timeout, internet " +
                      (spec.internet ? "on" : "off") + ").";
+  if (!created.fallback_reason.empty()) text += " (" + created.fallback_reason + ")";
   if (make_default) text += " It is now this session's default sandbox.";
   text += spec.keep ? " It is kept after the MCP session ends; kill it with kill_sandbox."
                     : " It is killed when the MCP session ends.";

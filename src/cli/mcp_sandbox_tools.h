@@ -64,6 +64,7 @@ class SandboxTools {
     std::string id;
     std::string template_id;
     nlohmann::json sandbox;  // kilnd's answer
+    std::string fallback_reason;  // why the fallback template was used, "" if it was not
   };
   struct CreateSpec {
     std::string template_id;
