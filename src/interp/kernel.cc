@@ -14,6 +14,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -59,6 +60,9 @@ constexpr auto kMissingReplyGrace = 1000ms;
 // final "idle" too. After the reply, wait this long for idle, then (and again after each
 // period) send a probe request: its iopub status comes after the lost idle would have.
 constexpr auto kIdleProbePeriod = 500ms;
+
+// Messages one reader handles before it lets other work on the io_context run.
+constexpr size_t kDrainBatch = 256;
 
 enum class Channel { kShell, kIopub, kStdin, kControl };
 
@@ -204,8 +208,9 @@ struct Kernel::State {
   void Wake() { wake.cancel(); }
 
   ZmqSocket* Socket(Channel ch);
-  // Receives and dispatches everything queued on `ch` now.
-  void Drain(Channel ch);
+  // Receives and dispatches what is queued on `ch` now, at most `limit` messages; true when
+  // it stopped at the limit.
+  bool Drain(Channel ch, size_t limit);
   void Dispatch(Channel ch, Message message);
   void OnShell(Message message);
   void OnIopub(Message message);
@@ -256,7 +261,12 @@ namespace {
 http::Task<void> ReadLoop(std::shared_ptr<Kernel::State> state, Channel ch) {
   ZmqSocket* socket = state->Socket(ch);
   for (;;) {
-    state->Drain(ch);
+    if (state->Drain(ch, kDrainBatch)) {
+      // A flood must not starve the rest of the io_context (the HTTP side): yield between
+      // batches.
+      co_await net::post(state->executor, net::use_awaitable);
+      continue;
+    }
     if (!co_await socket->WaitReadable()) co_return;
   }
 }
@@ -416,12 +426,13 @@ ZmqSocket* Kernel::State::Socket(Channel ch) {
   return nullptr;
 }
 
-void Kernel::State::Drain(Channel ch) {
+bool Kernel::State::Drain(Channel ch, size_t limit) {
   ZmqSocket* socket = Socket(ch);
   // Dispatch can run callbacks that Close() this state; TryReceive then fails.
-  while (socket != nullptr && !socket->closed()) {
+  for (size_t n = 0; socket != nullptr && !socket->closed(); ++n) {
+    if (n == limit) return true;
     Result<std::optional<Frames>> frames = socket->TryReceive();
-    if (!frames || !*frames) return;
+    if (!frames || !*frames) return false;
     Result<Message> message = ParseMessage(std::move(**frames), signer);
     if (!message) {
       // SECURITY: frames from the kernel (the sandbox user) that fail the HMAC or do not
@@ -436,6 +447,7 @@ void Kernel::State::Drain(Channel ch) {
     }
     Dispatch(ch, std::move(*message));
   }
+  return false;
 }
 
 void Kernel::State::Dispatch(Channel ch, Message message) {
@@ -518,8 +530,8 @@ void Kernel::State::OnProcessReadable(const std::shared_ptr<State>& self) {
     return;
   }
   // What the kernel published before it died may still be queued: hand it on first.
-  Drain(Channel::kIopub);
-  Drain(Channel::kShell);
+  Drain(Channel::kIopub, SIZE_MAX);
+  Drain(Channel::kShell, SIZE_MAX);
   Wake();
   if (on_exit && !closed) {
     std::function<void(int)> fn = std::move(on_exit);

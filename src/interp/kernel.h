@@ -100,7 +100,11 @@ class Kernel {
   // runs; kUnavailable "kernel died: <status>" when the process is gone or dies meanwhile
   // (or the Kernel is destroyed); kResourceExhausted when the request cannot be queued.
   // A request that ipykernel aborts unrun only because it arrived right after a previous
-  // error (stop_on_error's abort window) is sent again, so "aborted" is rare.
+  // error (stop_on_error's abort window) is sent again, so "aborted" is rare. Kernel faults
+  // do not hang it: with idle but no reply for 1 s (ipykernel sends none when SIGINT lands
+  // outside the user's code) the reply is {"status": "error", "ename": "KeyboardInterrupt"
+  // (after Interrupt) or "KernelError"}; with the reply but no idle (dropped by the kernel's
+  // iopub high-water mark) a kernel_info_request probe's iopub status stands in for it.
   http::Task<Result<ExecuteReply>> Execute(std::string code, ExecuteOptions options,
                                            OutputFn on_output);
   // Execute(code, {.silent = true, .store_history = false}, nullptr): for setup code.
