@@ -157,19 +157,7 @@ int main(int argc, char** argv) {
   }
   server.Start();
   KILN_LOG(Info, "kiln-interp listening", {"addr", flags.listen}, {"port", server.port()});
-  if (flags.defaults) {
-    boost::asio::co_spawn(
-        io,
-        [&api]() -> http::Task<void> {
-          auto st = co_await api.StartDefaults();
-          if (!st) {
-            KILN_LOG(Error, "default contexts failed", {"error", st.error().message()});
-          } else {
-            KILN_LOG(Info, "default contexts ready");
-          }
-        },
-        boost::asio::detached);
-  }
+  if (flags.defaults) boost::asio::co_spawn(io, api.StartDefaultsLogged(), boost::asio::detached);
   boost::asio::signal_set stop(io, SIGINT, SIGTERM);
   stop.async_wait([&io](const boost::system::error_code&, int) { io.stop(); });
   io.run();

@@ -1,5 +1,7 @@
 #include "http/server.h"
 
+#include <sys/socket.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -246,6 +248,14 @@ Task<Status> Exchange::StartStream(unsigned status, Fields headers,
     co_return Unexpected(Error(Errc::kUnavailable, "write response header: " + ec.message()));
   }
   co_return Status();
+}
+
+bool Exchange::ClientGone() {
+  if (!stream_.socket().is_open()) return true;
+  char byte;
+  ssize_t n = recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;  // orderly close
+  return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
 Task<Status> Exchange::WriteStream(std::string_view data) {

@@ -84,6 +84,11 @@ class Exchange {
   Task<Status> WriteStream(std::string_view data);
   Task<Status> FinishStream();
 
+  // True once the client has closed its side of the connection or it broke (a non-blocking
+  // peek): for handlers that stream a response for a long time and read nothing meanwhile.
+  // Data the client sent ahead (a pipelined request) does not count as gone.
+  bool ClientGone();
+
   bool responded() const { return responded_; }
   bool keep_alive() const { return keep_alive_; }
   // Called when the connection must close after this exchange.

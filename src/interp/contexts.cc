@@ -16,6 +16,19 @@ std::string Evalue(const nlohmann::json& content) {
 
 }  // namespace
 
+ExecuteOptions CellOptions() {
+  ExecuteOptions options;
+  options.stop_on_error = false;
+  return options;
+}
+
+http::Task<Result<ExecuteReply>> RunSilent(Kernel& kernel, std::string code) {
+  ExecuteOptions options = CellOptions();
+  options.silent = true;
+  options.store_history = false;
+  co_return co_await kernel.Execute(std::move(code), options, nullptr);
+}
+
 Contexts::Contexts(boost::asio::any_io_executor executor, ContextOptions options)
     : executor_(std::move(executor)), options_(std::move(options)) {
   for (Language l : {Language::kPython, Language::kJavaScript, Language::kBash}) {
@@ -45,6 +58,8 @@ Result<KernelLaunch> Contexts::Launch(Language language, const std::string& cwd)
     launch.gid = getgid();
   }
   launch.env.push_back("PYTHONPATH=" + options_.python_dir.string());
+  // ipykernel exits when this process goes away (it polls its parent).
+  launch.env.push_back("JPY_PARENT_PID=" + std::to_string(getpid()));
   return launch;
 }
 
@@ -58,7 +73,7 @@ http::Task<Result<std::shared_ptr<Kernel>>> Contexts::StartKernel(Language langu
   }
   std::shared_ptr<Kernel> kernel = std::move(*started);
   if (std::string setup = KernelSetupCode(language); !setup.empty()) {
-    auto reply = co_await kernel->ExecuteSilent(std::move(setup));
+    auto reply = co_await RunSilent(*kernel, std::move(setup));
     if (!reply) co_return Unexpected(std::move(reply).error().Wrap("kernel setup"));
     if (reply->status != "ok") {
       // The kernel works without our display helpers; say why charts will be missing.
@@ -66,7 +81,7 @@ http::Task<Result<std::shared_ptr<Kernel>>> Contexts::StartKernel(Language langu
                {"error", Evalue(reply->content)});
     }
   }
-  auto chdir = co_await kernel->ExecuteSilent(ChdirCode(language, cwd));
+  auto chdir = co_await RunSilent(*kernel, ChdirCode(language, cwd));
   if (!chdir) co_return Unexpected(std::move(chdir).error().Wrap("kernel chdir"));
   if (chdir->status != "ok") {
     co_return Unexpected(Error(Errc::kInvalidArgument, "cannot change to " + cwd + ": " +

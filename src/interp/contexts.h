@@ -23,6 +23,13 @@
 
 namespace kiln::interp {
 
+// Runs setup code (env vars, directory changes): silent, not in the history. Like every
+// execution of kiln-interp it sets stop_on_error false: ipykernel would otherwise abort the
+// request queued right after a failed one.
+http::Task<Result<ExecuteReply>> RunSilent(Kernel& kernel, std::string code);
+// The options of a user's cell.
+ExecuteOptions CellOptions();
+
 struct ContextOptions {
   // Connection files and ipc sockets go below (one private directory per kernel).
   std::filesystem::path runtime_dir = "/run/kiln-interp";

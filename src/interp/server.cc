@@ -19,6 +19,7 @@ namespace asio = boost::asio;
 using json = nlohmann::json;
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
+constexpr milliseconds kClientCheck{1000};
 
 // One /execute: the execution coroutine produces lines, the request's coroutine writes them.
 struct InterpServer::Run {
@@ -179,6 +180,15 @@ http::Task<Status> InterpServer::StartDefaults() {
   co_return Status();
 }
 
+http::Task<void> InterpServer::StartDefaultsLogged() {
+  auto st = co_await StartDefaults();
+  if (!st) {
+    KILN_LOG(Error, "default contexts failed", {"error", st.error().message()});
+  } else {
+    KILN_LOG(Info, "default contexts ready");
+  }
+}
+
 http::Task<Result<std::map<std::string, std::string>>> InterpServer::GlobalEnv(std::string token) {
   if (global_env_ && ConstantTimeEquals(token, accepted_token_)) co_return *global_env_;
   KILN_CO_ASSIGN_OR_RETURN(auto conn, co_await http::ClientConnection::Connect(
@@ -208,14 +218,16 @@ http::Task<void> InterpServer::Handle(http::Exchange& ex) {
   if (path == "/health" && req.method == Verb::get) {
     co_await ex.Respond(http::Response::Json(200, "\"OK\""));
   } else if (path == "/ready" && req.method == Verb::get) {
-    co_await ex.Respond(ready_ ? http::Response::Json(200, "\"ready\"")
-                              : http::Response::JsonError(503, "default contexts are starting"));
+    // (g++ 12 mishandles a conditional temporary inside co_await: name the response first.)
+    http::Response response = http::Response::JsonError(503, "default contexts are starting");
+    if (ready_) response = http::Response::Json(200, "\"ready\"");
+    co_await ex.Respond(std::move(response));
   } else if (path == "/execute" && req.method == Verb::post) {
     co_await HandleExecute(ex);
   } else if (path == "/contexts" && req.method == Verb::post) {
     co_await HandleCreateContext(ex);
   } else if (path == "/contexts" && req.method == Verb::get) {
-    co_await ex.Respond(co_await ListContexts());
+    co_await ex.Respond(ListContexts());
   } else if (path.starts_with("/contexts/")) {
     std::string rest = path.substr(10);
     bool restart = rest.ends_with("/restart");
@@ -228,21 +240,24 @@ http::Task<void> InterpServer::Handle(http::Exchange& ex) {
       co_await ex.Respond(Text(404, "Context " + id + " not found"));
     } else if (restart) {
       auto st = co_await contexts_.Restart(context);
-      co_await ex.Respond(st ? http::Response::Json(200, "null")
-                             : Text(500, "Failed to restart context " + id + ": " + st.error().message()));
+      http::Response response = http::Response::Json(200, "null");
+      if (!st) response = Text(500, "Failed to restart context " + id + ": " + st.error().message());
+      co_await ex.Respond(std::move(response));
     } else {
       auto st = contexts_.Remove(id);
-      co_await ex.Respond(st ? http::Response::Json(200, "null") : Text(404, st.error().message()));
+      http::Response response = http::Response::Json(200, "null");
+      if (!st) response = Text(404, st.error().message());
+      co_await ex.Respond(std::move(response));
     }
   } else {
     co_await ex.Respond(Text(404, "Not Found"));
   }
 }
 
-http::Task<http::Response> InterpServer::ListContexts() {
+http::Response InterpServer::ListContexts() const {
   json list = json::array();
   for (const auto& c : contexts_.List()) list.push_back(ContextJson(*c));
-  co_return http::Response::Json(200, list.dump());
+  return http::Response::Json(200, list.dump());
 }
 
 http::Task<void> InterpServer::HandleCreateContext(http::Exchange& ex) {
@@ -334,8 +349,15 @@ http::Task<void> InterpServer::HandleExecute(http::Exchange& ex) {
   if (auto st = co_await ex.StartStream(200, std::move(headers)); !st) co_return;
   asio::co_spawn(executor_, Execute(run), asio::detached);
 
-  // Writes what the execution produces; a keepalive after a quiet interval.
+  // Writes what the execution produces; a keepalive after a quiet interval. A client that
+  // left is noticed within a second (a peek at its socket), so its execution is interrupted.
+  auto last_write = Clock::now();
   for (;;) {
+    if (ex.ClientGone()) {
+      run->ClientGone();
+      ex.set_keep_alive(false);
+      co_return;
+    }
     if (!run->lines.empty()) {
       std::string batch;
       while (!run->lines.empty() && batch.size() < (256u << 10)) {
@@ -348,6 +370,7 @@ http::Task<void> InterpServer::HandleExecute(http::Exchange& ex) {
         ex.set_keep_alive(false);
         co_return;
       }
+      last_write = Clock::now();
       continue;
     }
     if (run->done) break;
@@ -360,12 +383,14 @@ http::Task<void> InterpServer::HandleExecute(http::Exchange& ex) {
       }
       run->wake.expires_at(due);
     } else {
-      run->wake.expires_after(options_.keepalive_interval);
+      run->wake.expires_at(std::min(last_write + options_.keepalive_interval,
+                                    Clock::now() + kClientCheck));
     }
     boost::system::error_code ec;
     co_await run->wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec && run->lines.empty() && !run->held && !run->done) {
-      run->lines.push_back(Serialize(KeepaliveLine()));
+    if (!ec && run->lines.empty() && !run->held && !run->done &&
+        Clock::now() >= last_write + options_.keepalive_interval) {
+      run->Append(KeepaliveLine());
     }
   }
   (void)co_await ex.FinishStream();
@@ -397,13 +422,13 @@ http::Task<void> InterpServer::ExecuteLocked(std::shared_ptr<Run> run) {
   std::shared_ptr<Kernel> kernel = context.kernel;
   if (!context.global_env_applied) {
     if (!run->global_env.empty()) {
-      auto set = co_await kernel->ExecuteSilent(EnvCode(context.language, Changes(run->global_env)));
+      auto set = co_await RunSilent(*kernel, EnvCode(context.language, Changes(run->global_env)));
       if (!set) KILN_LOG(Warn, "global env not applied", {"error", set.error().message()});
     }
     context.global_env_applied = true;
   }
   if (!run->env_vars.empty()) {
-    auto set = co_await kernel->ExecuteSilent(EnvCode(context.language, Changes(run->env_vars)));
+    auto set = co_await RunSilent(*kernel, EnvCode(context.language, Changes(run->env_vars)));
     if (!set) KILN_LOG(Warn, "env vars not applied", {"error", set.error().message()});
   }
   run->executing = kernel;
@@ -413,7 +438,7 @@ http::Task<void> InterpServer::ExecuteLocked(std::shared_ptr<Run> run) {
     if (!r || r->client_gone) return;
     if (auto line = OutputLine(message, StreamTimestamp())) r->Push(*line);
   };
-  auto reply = co_await kernel->Execute(run->code, ExecuteOptions{}, std::move(on_output));
+  auto reply = co_await kernel->Execute(run->code, CellOptions(), std::move(on_output));
   run->executing.reset();
   if (!reply) {
     // The kernel died (crash, os._exit, out of memory) or the context was restarted.
@@ -437,7 +462,9 @@ http::Task<void> InterpServer::ExecuteLocked(std::shared_ptr<Run> run) {
     }
     co_return;
   }
-  if (reply->status == "error" && !run->saw_error) {
+  if (reply->status == "aborted") {
+    run->Push(ErrorLine("ExecutionAborted", "the kernel aborted the execution", ""));
+  } else if (reply->status == "error" && !run->saw_error) {
     // A kernel may report the error only in the reply.
     std::string traceback;
     if (auto it = reply->content.find("traceback"); it != reply->content.end() && it->is_array()) {
@@ -454,7 +481,7 @@ http::Task<void> InterpServer::ExecuteLocked(std::shared_ptr<Run> run) {
   // The client has everything; undo the per-call variables before the next execution.
   run->Finish();
   if (!run->env_vars.empty() && kernel->alive()) {
-    auto revert = co_await kernel->ExecuteSilent(
+    auto revert = co_await RunSilent(*kernel, 
         EnvCode(context.language, Reverts(run->env_vars, run->global_env)));
     if (!revert) KILN_LOG(Warn, "env vars not reverted", {"error", revert.error().message()});
   }

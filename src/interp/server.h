@@ -36,6 +36,8 @@ class InterpServer {
 
   // Creates the default python and javascript contexts; /ready answers 200 afterwards.
   http::Task<Status> StartDefaults();
+  // StartDefaults, logging the outcome (for co_spawn).
+  http::Task<void> StartDefaultsLogged();
   http::Task<void> Handle(http::Exchange& ex);
 
   struct Run;  // one /execute in flight
@@ -43,7 +45,7 @@ class InterpServer {
  private:
   http::Task<void> HandleExecute(http::Exchange& ex);
   http::Task<void> HandleCreateContext(http::Exchange& ex);
-  http::Task<http::Response> ListContexts();
+  http::Response ListContexts() const;
   // The sandbox's env vars, fetched from the agent with the client's token on first use; a
   // token the agent rejects gives kPermissionDenied.
   http::Task<Result<std::map<std::string, std::string>>> GlobalEnv(std::string token);

@@ -56,6 +56,36 @@ std::string ServiceStartBody(const std::vector<std::string>& argv) {
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// The stdout/stderr text and the end of a process.Process/Start stream (Connect envelopes of
+// {"event": {...}}), the last 2000 characters, for error messages.
+std::string ServiceOutputText(std::string_view raw) {
+  std::string text;
+  while (raw.size() >= 5) {
+    uint32_t len = (static_cast<uint32_t>(static_cast<uint8_t>(raw[1])) << 24) |
+                   (static_cast<uint32_t>(static_cast<uint8_t>(raw[2])) << 16) |
+                   (static_cast<uint32_t>(static_cast<uint8_t>(raw[3])) << 8) |
+                   static_cast<uint32_t>(static_cast<uint8_t>(raw[4]));
+    if (raw.size() - 5 < len) break;
+    json frame = json::parse(raw.substr(5, len), nullptr, false);
+    raw.remove_prefix(5 + len);
+    if (!frame.is_object() || !frame.contains("event") || !frame["event"].is_object()) continue;
+    const json& event = frame["event"];
+    if (auto data = event.find("data"); data != event.end() && data->is_object()) {
+      for (const char* stream : {"stdout", "stderr"}) {
+        auto it = data->find(stream);
+        if (it == data->end() || !it->is_string()) continue;
+        if (auto bytes = Base64Decode(it->get<std::string>())) text += *bytes;
+      }
+    }
+    if (auto end = event.find("end"); end != event.end() && end->is_object()) {
+      auto status = end->find("status");
+      text += "[exited: " + (status != end->end() && status->is_string() ? status->get<std::string>() : "?") + "]";
+    }
+  }
+  if (text.size() > 2000) text = "..." + text.substr(text.size() - 2000);
+  return log::Sanitize(text, 2100);
+}
+
 std::string InitBody(const std::map<std::string, std::string>& env, const std::string& token,
                      const std::string& user, const std::string& workdir) {
   json j = json::object();
@@ -265,34 +295,49 @@ http::Task<void> SandboxManager::WarmUp(Instance& instance) {
   (void)co_await conn->Send(std::move(req), milliseconds(5000));
 }
 
+http::Task<void> SandboxManager::CollectServiceOutput(std::shared_ptr<http::ClientConnection> conn,
+                                                      std::shared_ptr<std::string> raw) {
+  // Until the service is ready (then the connection is closed) or ends; the start-up output
+  // is what explains a failure, so only the first 256 KiB are kept.
+  for (;;) {
+    auto piece = co_await conn->ReadSome(65536, std::chrono::hours(24));
+    if (!piece || piece->empty()) co_return;
+    if (raw->size() < (256u << 10)) raw->append(*piece);
+  }
+}
+
 http::Task<Status> SandboxManager::StartService(Instance& instance, const TemplateSpec& tmpl) {
-  // Through the agent's process.Process/Start as root; the stream is dropped once the process
-  // runs (the agent keeps it running).
+  // Through the agent's process.Process/Start as root; the stream is dropped once the service
+  // is ready (the agent keeps the process running).
   auto fd = instance.OpenSocket();
   if (!fd) co_return Unexpected(std::move(fd).error().Wrap("agent socket"));
   KILN_CO_ASSIGN_OR_RETURN(
-      auto conn, co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1",
-                                                            options_.agent_port, milliseconds(2000)));
+      auto connected, co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1",
+                                                                 options_.agent_port, milliseconds(2000)));
+  auto conn = std::make_shared<http::ClientConnection>(std::move(connected));
   http::ClientRequest req;
   req.method = http::Verb::post;
   req.target = "/process.Process/Start";
   req.content_type = "application/connect+json";
   req.headers.set(boost::beast::http::field::authorization, "Basic cm9vdDo=");  // root:
   req.body = http::connect::EncodeEnvelope(0, ServiceStartBody(tmpl.start_cmd));
-  KILN_CO_ASSIGN_OR_RETURN(auto head, co_await conn.SendForStream(std::move(req), milliseconds(5000)));
+  KILN_CO_ASSIGN_OR_RETURN(auto head, co_await conn->SendForStream(std::move(req), milliseconds(5000)));
   if (head.status != 200) {
     co_return Unexpected(Error(Errc::kInternal, "agent refused to start " + tmpl.start_cmd[0] +
                                                     ": HTTP " + std::to_string(head.status)));
   }
-  // The first frame is the start event, or the error that the command could not start.
-  KILN_CO_ASSIGN_OR_RETURN(std::string first, co_await conn.ReadSome(65536, milliseconds(5000)));
-  if (first.find("\"start\"") == std::string::npos) {
-    co_return Unexpected(Error(Errc::kInternal, "start " + tmpl.start_cmd[0] + ": " +
-                                                    log::Sanitize(first, 300)));
-  }
+  auto raw = std::make_shared<std::string>();
+  asio::co_spawn(io_, CollectServiceOutput(conn, raw), asio::detached);
   auto ready = co_await WaitHttpReady(instance, tmpl.ready_port, tmpl.ready_path,
                                       options_.service_ready_timeout);
-  if (!ready) co_return Unexpected(std::move(ready).error().Wrap(tmpl.start_cmd[0] + " not ready"));
+  boost::system::error_code ignored;
+  conn->stream().socket().close(ignored);
+  if (!ready) {
+    std::string output = ServiceOutputText(*raw);
+    co_return Unexpected(Error(ready.error().code(),
+                               tmpl.start_cmd[0] + " not ready (" + ready.error().message() + ")" +
+                                   (output.empty() ? "" : "; its output: " + output)));
+  }
   co_return Status();
 }
 

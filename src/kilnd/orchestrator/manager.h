@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "http/client.h"
 #include "http/server.h"
 #include "kilnd/orchestrator/dns_forwarder.h"
 #include "kilnd/orchestrator/store.h"
@@ -139,6 +140,8 @@ class SandboxManager {
   http::Task<Status> WaitAgentReady(Instance& instance);
   http::Task<void> WarmUp(Instance& instance);
   http::Task<Status> StartService(Instance& instance, const TemplateSpec& tmpl);
+  http::Task<void> CollectServiceOutput(std::shared_ptr<http::ClientConnection> conn,
+                                        std::shared_ptr<std::string> raw);
   // GET `path` on `port` inside the sandbox until it answers 2xx or `timeout` passes.
   http::Task<Status> WaitHttpReady(Instance& instance, uint16_t port, std::string path,
                                    std::chrono::milliseconds timeout);

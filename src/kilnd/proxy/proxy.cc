@@ -220,7 +220,9 @@ http::Task<void> Proxy::Relay(http::Exchange& ex, http::ClientConnection& conn, 
       co_return;
     }
     if (piece->empty()) break;
-    if (!co_await ex.WriteStream(*piece)) {
+    // A client that left is noticed before the write (which would still succeed once after
+    // its FIN), so the sandbox side learns of it one write sooner.
+    if (ex.ClientGone() || !co_await ex.WriteStream(*piece)) {
       ex.set_keep_alive(false);
       co_return;
     }
