@@ -29,7 +29,8 @@ constexpr std::string_view kMainUsage =
     "  sandbox shell    open an interactive shell in a sandbox\n"
     "  sandbox cp       copy a file into or out of a sandbox\n"
     "  keys create      create an API key (local, needs access to kilnd's data dir)\n"
-    "  up               build the base template if needed, then run kilnd\n"
+    "  up               build the templates if needed, then run kilnd\n"
+    "  mcp              MCP server for coding agents (stdio, or --http ADDR); kiln mcp --help\n"
     "\n";
 
 constexpr std::string_view kSandboxUsage =

@@ -64,21 +64,25 @@ int KeysCreate(const kiln::cli::KeysCreateCommand& cmd, const Io& io) {
   return WriteAll(io.out, *key + "\n") ? 0 : 1;
 }
 
-int BuildBaseTemplate(const kiln::cli::UpCommand& cmd, const fs::path& envd, const Io& io) {
+// The templates kilnd builds by default, each with a progress bar (kilnd would build them
+// too, but only with log lines).
+int BuildTemplates(const kiln::cli::UpCommand& cmd, const fs::path& envd, const Io& io) {
   kiln::kilnd::tmpl::TemplateStore store(cmd.template_dir);
-  if (store.Get("base")) return 0;
-  bool tty = isatty(io.err) != 0;
-  kiln::cli::ProgressDisplay display(io.err, tty, kiln::cli::TerminalWidth(io.err),
-                                     "building template base");
-  auto built = store.EnsureBuilt("base", envd, [&](const kiln::kilnd::tmpl::BuildProgress& p) {
-    display.Update(p.phase, p.detail, p.percent);
-  });
-  if (!built) {
-    display.Finish("");
-    PrintError(io.err, "build template base: " + built.error().message());
-    return 1;
+  for (const char* name : {"base", "code-interpreter-v1"}) {
+    if (store.Get(name)) continue;
+    bool tty = isatty(io.err) != 0;
+    kiln::cli::ProgressDisplay display(io.err, tty, kiln::cli::TerminalWidth(io.err),
+                                       std::string("building template ") + name);
+    auto built = store.EnsureBuilt(name, envd, [&](const kiln::kilnd::tmpl::BuildProgress& p) {
+      display.Update(p.phase, p.detail, p.percent);
+    });
+    if (!built) {
+      display.Finish("");
+      PrintError(io.err, std::string("build template ") + name + ": " + built.error().message());
+      return 1;
+    }
+    display.Finish(std::string("kiln: template ") + name + " ready in " + built->rootfs.string());
   }
-  display.Finish("kiln: template base ready in " + built->rootfs.string());
   return 0;
 }
 
@@ -98,7 +102,7 @@ int Up(const kiln::cli::UpCommand& cmd, const Io& io) {
     }
   }
   if (cmd.build) {
-    if (int st = BuildBaseTemplate(cmd, envd, io); st != 0) return st;
+    if (int st = BuildTemplates(cmd, envd, io); st != 0) return st;
   }
   std::vector<std::string> args = {"kilnd"};
   args.insert(args.end(), cmd.kilnd_args.begin(), cmd.kilnd_args.end());

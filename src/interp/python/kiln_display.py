@@ -681,6 +681,30 @@ def _register(ip, mime, cls, type_, func):
         ip.display_formatter.active_types = list(active) + [mime]
 
 
+def _enable_user_site():
+    """`!pip install x` as the sandbox user installs into the user site directory, which
+    Python only puts on sys.path at start-up when it already exists: create it now and add
+    it, so that `import x` works in the same kernel right after the install."""
+    try:
+        import os
+        import site
+        import sys
+        if not site.ENABLE_USER_SITE:
+            return
+        path = site.getusersitepackages()
+        os.makedirs(path, exist_ok=True)
+        if path not in sys.path:
+            site.addsitedir(path)  # also reads .pth files (editable installs)
+            # Ahead of the system's packages, where Python puts it when it exists at start-up,
+            # so that `pip install -U` of a Debian-packaged module takes effect.
+            sys.path.remove(path)
+            first_system = next((i for i, p in enumerate(sys.path)
+                                 if p.endswith(("dist-packages", "site-packages"))), len(sys.path))
+            sys.path.insert(first_system, path)
+    except Exception:
+        pass
+
+
 def install(ip=None):
     """Configures the running IPython kernel (see the module docstring).
     Safe to call more than once; never raises."""
@@ -691,6 +715,7 @@ def install(ip=None):
             ip = get_ipython()
     except Exception:
         ip = None
+    _enable_user_site()
     try:
         import numpy  # noqa: F401  (paid once here, not in the first cell)
         import pandas  # noqa: F401
