@@ -234,6 +234,40 @@ test('bad cells: a crashing kernel, a flood, invalid UTF-8', T, async () => {
   await sbx.removeCodeContext(ctx)
 })
 
+// The README's quickstart: an agent installs a package (a local one: this machine has no
+// package index) and analyses a data set it uploaded, with a chart.
+test('quickstart: install a package, analyse a data set, plot it', T, async () => {
+  await sbx.files.write('/tmp/pkgsrc/pyproject.toml',
+    '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n' +
+    '[project]\nname = "salestools"\nversion = "1.0.0"\n')
+  await sbx.files.write('/tmp/pkgsrc/salestools/__init__.py',
+    'def growth(first, last):\n    return round(100.0 * (last - first) / first, 1)\n')
+  const install = await sbx.runCode('!pip install --no-build-isolation --no-index /tmp/pkgsrc')
+  assert.equal(install.error, undefined)
+  assert.match(install.logs.stdout.join(''), /Successfully installed salestools-1\.0\.0/)
+  await sbx.files.write('/home/user/sales.csv',
+    'month,region,revenue\n2026-01,north,100\n2026-01,south,80\n2026-02,north,120\n2026-02,south,90\n' +
+    '2026-03,north,150\n2026-03,south,85\n')
+  const analysis = await sbx.runCode([
+    'import pandas as pd, salestools',
+    'df = pd.read_csv("sales.csv")',
+    'by_month = df.groupby("month")["revenue"].sum()',
+    'print("growth", salestools.growth(by_month.iloc[0], by_month.iloc[-1]))',
+    'by_month.plot(kind="bar", title="Revenue by month")',
+    'df.pivot(index="month", columns="region", values="revenue")',
+  ].join('\n'))
+  assert.equal(analysis.error, undefined, analysis.error && plain(analysis.error.traceback))
+  assert.deepEqual(analysis.logs.stdout, ['growth 30.6\n'])  // (235 - 180) / 180
+  const table = analysis.results.find((r) => r.isMainResult)
+  assert.deepEqual(table.data, { north: [100, 120, 150], south: [80, 90, 85] })
+  const chart = analysis.results.find((r) => r.chart)
+  assert.ok(chart && chart.png, 'the bar chart is displayed')
+  assert.equal(chart.chart.type, 'bar')
+  assert.equal(chart.chart.title, 'Revenue by month')
+  assert.deepEqual(chart.chart.elements.map((e) => [e.label, e.value]),
+    [['2026-01', 180], ['2026-02', 210], ['2026-03', 235]])
+})
+
 test('/execute without the access token is refused', T, async () => {
   const res = await fetch(`${opts.sandboxUrl}/execute`, {
     method: 'POST',
