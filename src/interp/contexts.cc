@@ -139,9 +139,13 @@ http::Task<Status> Contexts::Revive(Context& context) {
 }
 
 http::Task<Status> Contexts::Restart(std::shared_ptr<Context> context) {
+  context->restarting = true;
   if (context->kernel) context->kernel->Kill();
   co_await context->mutex.Lock();
-  ScopeExit unlock([&context] { context->mutex.Unlock(); });
+  ScopeExit unlock([&context] {
+    context->restarting = false;
+    context->mutex.Unlock();
+  });
   if (context->removed) co_return Unexpected(Error(Errc::kNotFound, "Context " + context->id + " not found"));
   if (context->kernel) context->kernel->Kill();
   context->kernel.reset();

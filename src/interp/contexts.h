@@ -54,6 +54,9 @@ struct Context {
   // Whether the sandbox's global env vars went into this kernel (redone after a restart).
   bool global_env_applied = false;
   bool removed = false;
+  // Set by Restart from the moment it kills the kernel until the new one runs, so that the
+  // execution it cut short reports a restart (and leaves the new kernel to Restart).
+  bool restarting = false;
 };
 
 class Contexts {

@@ -413,6 +413,7 @@ http::Task<void> InterpServer::ExecuteLocked(std::shared_ptr<Run> run) {
     co_return;
   }
   if (!context.kernel || !context.kernel->alive()) {
+    // (After a failed restart, or a kernel that died between cells.)
     if (auto st = co_await contexts_.Revive(context); !st) {
       run->Push(ErrorLine("KernelStartError", st.error().message(), ""));
       run->Push(EndLine());
@@ -445,7 +446,7 @@ http::Task<void> InterpServer::ExecuteLocked(std::shared_ptr<Run> run) {
     std::string why = kernel->exit_description();
     if (context.removed) {
       run->Push(ErrorLine("ContextNotFound", "the context was removed during the execution", ""));
-    } else if (context.kernel != kernel) {
+    } else if (context.restarting || context.kernel != kernel) {
       run->Push(ErrorLine("ContextRestarting", "the context was restarted during the execution", ""));
     } else {
       run->Push(ErrorLine("KernelDied",
@@ -455,7 +456,7 @@ http::Task<void> InterpServer::ExecuteLocked(std::shared_ptr<Run> run) {
       context.kernel.reset();
     }
     run->Push(EndLine());
-    if (!context.removed && !context.kernel) {
+    if (!context.removed && !context.restarting && !context.kernel) {
       if (auto st = co_await contexts_.Revive(context); !st) {
         KILN_LOG(Warn, "kernel restart failed", {"context", context.id}, {"error", st.error().message()});
       }

@@ -194,6 +194,27 @@ test('contexts: create with cwd, list, restart loses state, remove', T, async ()
   await sbx.removeCodeContext(js.id)
 })
 
+test('restarting a context cuts its running cell short; the context then works, state gone', T, async () => {
+  const ctx = await sbx.createCodeContext()
+  await sbx.runCode('kept = 1', { context: ctx })
+  let started
+  const running = new Promise((resolve) => { started = resolve })
+  const cell = sbx.runCode('import time\nprint("sleeping", flush=True)\ntime.sleep(30)', {
+    context: ctx, onStdout: () => started(),
+  })
+  await running
+  const t = Date.now()
+  await sbx.restartCodeContext(ctx)
+  const r = await cell
+  assert.ok(Date.now() - t < 15_000)
+  assert.equal(r.error?.name, 'ContextRestarting')
+  const after = await sbx.runCode('kept', { context: ctx })
+  assert.equal(after.error?.name, 'NameError')
+  const works = await sbx.runCode('2 * 21', { context: ctx })
+  assert.equal(works.text, '42')
+  await sbx.removeCodeContext(ctx)
+})
+
 test('a cell that outlives the client timeout is interrupted; the next one runs', T, async () => {
   const started = Date.now()
   await assert.rejects(sbx.runCode('import time\nfor i in range(600):\n    time.sleep(0.1)', { timeoutMs: 2_000 }))
