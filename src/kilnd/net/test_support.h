@@ -185,8 +185,10 @@ struct FakePeer {
   Ipv4 peer_addr;
 };
 
+// The kernel destroys network namespaces (and their veths) asynchronously, which takes
+// seconds when many are torn down at once; the guard is only a deadline.
 inline std::vector<std::string> WaitNoLinksWithPrefix(std::string_view prefix,
-                                                      milliseconds guard = milliseconds(5000));
+                                                      milliseconds guard = milliseconds(30000));
 
 inline Result<FakePeer> MakeFakePeer(std::string host_ifname, Ipv4 host_addr, Ipv4 peer_addr) {
   // The namespace of an earlier run may still be on its way out (the kernel destroys them
