@@ -15,13 +15,14 @@ declare -A allowed=(
   [kilnd/net]="base sys kilnd/net"
   [kilnd/runtime]="base kilnd/runtime"
   [kilnd/runtime/ns]="base sys kilnd/cgroup kilnd/net kilnd/runtime kilnd/runtime/ns"
+  [kilnd/runtime/vm]="base sys kilnd/runtime kilnd/runtime/vm"
   [kilnd/template]="base sys kilnd/template"
   [kilnd/orchestrator]="base sys http wire kilnd/runtime kilnd/template kilnd/orchestrator"
   [kilnd/proxy]="base http kilnd/runtime kilnd/orchestrator kilnd/proxy"
   [kilnd/api]="base http wire kilnd/runtime kilnd/orchestrator kilnd/api"
   [cli]="base http wire cli"
   [interp]="base sys http interp"
-  [cmd]="base sys http wire envd kilnd/cgroup kilnd/net kilnd/runtime kilnd/runtime/ns kilnd/template kilnd/orchestrator kilnd/proxy kilnd/api cli interp"
+  [cmd]="base sys http wire envd kilnd/cgroup kilnd/net kilnd/runtime kilnd/runtime/ns kilnd/runtime/vm kilnd/template kilnd/orchestrator kilnd/proxy kilnd/api cli interp"
 )
 # Longest listed library folder that is a prefix of path $1 (a/b/c...).
 lib_of() {
