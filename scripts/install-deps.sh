@@ -15,6 +15,9 @@ APT_PACKAGES=(
   # ipykernel), and the in-kernel helper's tests.
   python3-ipykernel python3-jupyter-client python3-numpy python3-pandas python3-matplotlib
   python3-seaborn python3-sklearn
+  # The vm runtime: QEMU (TCG or KVM), qcow2 overlays, ext4 images, liblzma for unpacking the
+  # guest kernel, a static busybox for its boot test.
+  qemu-system-x86 qemu-utils e2fsprogs liblzma-dev busybox-static
 )
 
 missing=()
