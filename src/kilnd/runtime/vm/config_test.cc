@@ -1,0 +1,131 @@
+// Unit tests of the pure configuration parts: kernel package resolution, the guest init's
+// command line, the QEMU command line.
+
+#include <algorithm>
+
+#include <gtest/gtest.h>
+
+#include "kilnd/runtime/vm/file_io.h"
+#include "kilnd/runtime/vm/guest_kernel.h"
+#include "kilnd/runtime/vm/microvm.h"
+#include "kilnd/runtime/vm/test_support.h"
+#include "kilnd/runtime/vm/vminit.h"
+
+namespace kiln::kilnd::vm {
+namespace {
+
+TEST(GuestKernelTest, ParsesTheMetapackageDependency) {
+  auto pkg = ParseKernelDependency("linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n");
+  ASSERT_TRUE(pkg) << pkg.error().message();
+  EXPECT_EQ(*pkg, "linux-image-6.1.0-56-amd64");
+  auto alt = ParseKernelDependency("x\n  Recommends: firmware\n |Depends: linux-image-6.12.1+bpo-amd64\n");
+  ASSERT_TRUE(alt);
+  EXPECT_EQ(*alt, "linux-image-6.12.1+bpo-amd64");
+  EXPECT_FALSE(ParseKernelDependency("linux-image-amd64\n  Depends: initramfs-tools\n"));
+  EXPECT_FALSE(ParseKernelDependency(""));
+}
+
+TEST(GuestKernelTest, ValidatesPackageNames) {
+  EXPECT_TRUE(IsKernelPackageName("linux-image-6.1.0-56-amd64"));
+  EXPECT_FALSE(IsKernelPackageName("linux-image-"));
+  EXPECT_FALSE(IsKernelPackageName("linux-image-../../x"));
+  EXPECT_FALSE(IsKernelPackageName("bash"));
+  EXPECT_FALSE(IsKernelPackageName("linux-image-A"));
+}
+
+TEST(GuestKernelTest, IncompleteCacheEntriesAreNotFound) {
+  testing::TempDir tmp;
+  std::filesystem::path dir = tmp.path() / "kernels/linux-image-1.0-amd64";
+  std::filesystem::create_directories(dir);
+  EXPECT_EQ(FindCachedKernel(tmp.path(), "linux-image-1.0-amd64").error().code(), Errc::kNotFound);
+  ASSERT_TRUE(WriteWholeFile(dir / "kernel.json",
+                             R"({"format":1,"package":"linux-image-1.0-amd64","release":"1.0-amd64"})",
+                             0644));
+  EXPECT_FALSE(FindCachedKernel(tmp.path(), "linux-image-1.0-amd64"));  // no vmlinux yet
+  ASSERT_TRUE(WriteWholeFile(dir / "vmlinux", "elf", 0644));
+  std::filesystem::create_directories(dir / "lib/modules/1.0-amd64");
+  auto k = FindCachedKernel(tmp.path(), "linux-image-1.0-amd64");
+  ASSERT_TRUE(k) << k.error().message();
+  EXPECT_EQ(k->release, "1.0-amd64");
+  EXPECT_EQ(k->modules_dir, dir / "lib/modules/1.0-amd64");
+  EXPECT_EQ(FindCachedKernel(tmp.path(), "../x").error().code(), Errc::kInvalidArgument);
+}
+
+TEST(VmInitCmdlineTest, DefaultsAndOverrides) {
+  auto d = ParseVmInitCmdline("console=ttyS0 quiet\n");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->root_device, "/dev/vda");
+  EXPECT_EQ(d->root_fstype, "ext4");
+  EXPECT_FALSE(d->root_readonly);
+  EXPECT_EQ(d->init, (std::vector<std::string>{"/sbin/init"}));
+
+  auto c = ParseVmInitCmdline(
+      "quiet kiln.root=/dev/vdb kiln.rootfstype=erofs kiln.rootflags=ro,noatime kiln.wait=3 "
+      "-- /bin/busybox uname -r\n");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->root_device, "/dev/vdb");
+  EXPECT_EQ(c->root_fstype, "erofs");
+  EXPECT_TRUE(c->root_readonly);
+  EXPECT_EQ(c->root_data, "noatime");
+  EXPECT_EQ(c->wait, std::chrono::seconds(3));
+  EXPECT_EQ(c->init, (std::vector<std::string>{"/bin/busybox", "uname", "-r"}));
+}
+
+TEST(VmInitCmdlineTest, RejectsNonsense) {
+  EXPECT_FALSE(ParseVmInitCmdline("kiln.root=vda"));
+  EXPECT_FALSE(ParseVmInitCmdline("kiln.wait=0"));
+  EXPECT_FALSE(ParseVmInitCmdline("kiln.wait=abc"));
+  EXPECT_FALSE(ParseVmInitCmdline("-- relative/init"));
+}
+
+bool Has(const std::vector<std::string>& argv, const std::string& a, const std::string& b) {
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == a && argv[i + 1] == b) return true;
+  }
+  return false;
+}
+
+TEST(MicrovmTest, ArgvHasTheMachineKernelDisksAndSockets) {
+  MicrovmConfig c;
+  c.kernel = "/k/vmlinux";
+  c.initrd = "/k/initrd";
+  c.cmdline = "console=ttyS0";
+  c.disks.push_back({"/d/root.qcow2", "qcow2", false});
+  c.disks.push_back({"/d/ro.img", "raw", true});
+  c.qmp_socket = "/run/q.sock";
+  auto argv = MicrovmArgv(c);
+  EXPECT_EQ(argv[0], "/usr/bin/qemu-system-x86_64");
+  EXPECT_TRUE(Has(argv, "-kernel", "/k/vmlinux"));
+  EXPECT_TRUE(Has(argv, "-initrd", "/k/initrd"));
+  EXPECT_TRUE(Has(argv, "-append", "console=ttyS0"));
+  EXPECT_TRUE(Has(argv, "-accel", "tcg,tb-size=64"));
+  EXPECT_TRUE(Has(argv, "-drive", "id=disk0,file=/d/root.qcow2,format=qcow2,if=none,cache=unsafe"));
+  EXPECT_TRUE(Has(argv, "-drive", "id=disk1,file=/d/ro.img,format=raw,if=none,cache=unsafe,read-only=on"));
+  EXPECT_TRUE(Has(argv, "-chardev", "socket,id=qmp0,path=/run/q.sock,server=off"));
+  EXPECT_TRUE(std::find(argv.begin(), argv.end(), "-no-reboot") != argv.end());
+  EXPECT_TRUE(std::find(argv.begin(), argv.end(), "-nodefaults") != argv.end());
+  EXPECT_TRUE(std::find(argv.begin(), argv.end(), "-cpu") == argv.end());
+}
+
+TEST(MicrovmTest, KernelCmdlineCarriesTscAndInit) {
+  GuestCmdlineOptions o;
+  o.tsc_khz = 2600000;
+  o.extra = {"kiln.root=/dev/vda"};
+  o.init = {"/bin/busybox", "uname", "-r"};
+  std::string s = GuestKernelCmdline(o);
+  EXPECT_NE(s.find("console=ttyS0"), std::string::npos);
+  EXPECT_NE(s.find("tsc_early_khz=2600000 lpj=10400000"), std::string::npos);
+  EXPECT_TRUE(s.ends_with(" kiln.root=/dev/vda -- /bin/busybox uname -r")) << s;
+  auto parsed = ParseVmInitCmdline(s);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->init[0], "/bin/busybox");
+}
+
+TEST(MicrovmTest, HostTscIsReadFromCpuinfo) {
+  auto khz = HostTscKhz();
+  if (!khz) GTEST_SKIP() << khz.error().message();
+  EXPECT_GT(*khz, 100000u);
+}
+
+}  // namespace
+}  // namespace kiln::kilnd::vm
