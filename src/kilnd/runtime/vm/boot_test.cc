@@ -99,6 +99,10 @@ TEST_F(VmBootTest, DebianKernelBootsToBusyboxOnExt4Root) {
   GuestCmdlineOptions cmdline;
   if (auto khz = HostTscKhz()) cmdline.tsc_khz = *khz;
   cmdline.init = {"/bin/busybox", "uname", "-r"};
+  // For investigating boot time: extra kernel parameters (e.g. "loglevel=7 printk.time=1"),
+  // another -cpu, and the console printed.
+  if (const char* extra = getenv("KILN_TEST_VM_CMDLINE")) cmdline.extra.push_back(extra);
+  if (const char* cpu = getenv("KILN_TEST_VM_CPU")) config.cpu = cpu;
   config.cmdline = GuestKernelCmdline(cmdline);
 
   int p[2];
@@ -120,6 +124,7 @@ TEST_F(VmBootTest, DebianKernelBootsToBusyboxOnExt4Root) {
                            [&release](const std::string& text) { return HasLine(text, release); });
   ASSERT_TRUE(console) << console.error().message();
   auto t_marker = Clock::now();
+  if (getenv("KILN_TEST_VM_VERBOSE") != nullptr) std::printf("%s\n", console->c_str());
   // PID 1 (busybox uname) exits, the kernel panics, panic=-1 reboots, -no-reboot ends QEMU.
   auto status = qemu->Wait(Clock::now() + std::chrono::seconds(30));
   ASSERT_TRUE(status) << status.error().message();

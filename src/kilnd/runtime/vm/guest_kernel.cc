@@ -75,16 +75,25 @@ Result<std::string> ResolvePackage(const GuestKernelOptions& options) {
 
 // Unpacks the package in `build` and assembles the cache entry in `build`/out.
 Status Unpack(const fs::path& build, const std::string& package, const GuestKernelOptions& options) {
+  using Clock = std::chrono::steady_clock;
+  auto ms_since = [](Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+  };
+  Clock::time_point t0 = Clock::now();
   KILN_ASSIGN_OR_RETURN(std::string apt_get, FindTool("apt-get"));
   auto dl = RunTool({apt_get, "-q", "-o", "APT::Sandbox::User=root", "download", package},
                     build.string(), options.tool_timeout);
   if (!dl) return Unexpected(std::move(dl).error().Wrap("apt-get download " + package));
   KILN_ASSIGN_OR_RETURN(fs::path deb, OnlyEntry(build, package + "_"));
+  long download_ms = ms_since(t0);
+  Clock::time_point t1 = Clock::now();
   KILN_ASSIGN_OR_RETURN(std::string dpkg_deb, FindTool("dpkg-deb"));
   fs::path tree = build / "tree";
   auto x = RunTool({dpkg_deb, "-x", deb.string(), tree.string()}, "", options.tool_timeout);
   if (!x) return Unexpected(std::move(x).error().Wrap("dpkg-deb -x " + deb.string()));
 
+  long unpack_ms = ms_since(t1);
+  Clock::time_point t2 = Clock::now();
   KILN_ASSIGN_OR_RETURN(fs::path modules_root, OnlyEntry(tree / "lib/modules", ""));
   std::string release = modules_root.filename().string();
   KILN_ASSIGN_OR_RETURN(fs::path vmlinuz, OnlyEntry(tree / "boot", "vmlinuz-"));
@@ -95,6 +104,7 @@ Status Unpack(const fs::path& build, const std::string& package, const GuestKern
     return Unexpected(std::move(pvh).error().Wrap("vmlinux from " + vmlinuz.string()));
   }
 
+  long vmlinux_ms = ms_since(t2);
   fs::path out = build / "out";
   std::error_code ec;
   fs::create_directories(out, ec);
@@ -107,6 +117,9 @@ Status Unpack(const fs::path& build, const std::string& package, const GuestKern
   KILN_TRY(WriteWholeFile(out / "kernel.json", meta.dump() + "\n", 0644));
   UniqueFd dirfd(open(out.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dirfd || syncfs(dirfd.get()) < 0) return FailErrno("syncfs " + out.string());
+  KILN_LOG(Info, "guest kernel unpacked", {"package", package}, {"release", release},
+           {"download_ms", download_ms}, {"dpkg_deb_ms", unpack_ms}, {"vmlinux_ms", vmlinux_ms},
+           {"total_ms", ms_since(t0)});
   return {};
 }
 
