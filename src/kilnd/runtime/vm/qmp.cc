@@ -1,5 +1,11 @@
 #include "kilnd/runtime/vm/qmp.h"
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -28,6 +34,35 @@ std::string CommandLine(const std::string& command, const Json& arguments, uint6
   if (!arguments.is_null()) msg["arguments"] = arguments;
   msg["id"] = id;
   return msg.dump() + "\n";
+}
+
+Json FdNameArgs(const std::string& name) {
+  Json args = Json::object();
+  args["fdname"] = name;
+  return args;
+}
+
+// Sends one byte with `fd` attached. False if the socket is full (EAGAIN).
+Result<bool> SendByteWithFd(int sock, char byte, int fd) {
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+  for (;;) {
+    ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    if (n == 1) return true;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    return FailErrno("qmp: sendmsg with a descriptor");
+  }
 }
 
 Error ReplyError(const std::string& command, const Json& reply) {
@@ -94,10 +129,23 @@ asio::awaitable<Result<Json>> QmpClient::ReadMessage(SteadyClock::time_point dea
   }
 }
 
-asio::awaitable<Status> QmpClient::WriteLine(std::string line, SteadyClock::time_point deadline) {
+asio::awaitable<Status> QmpClient::WriteLine(std::string line, SteadyClock::time_point deadline,
+                                             int fd) {
   ArmTimer(deadline);
   error_code ec;
-  co_await asio::async_write(socket_, asio::buffer(line), Redirect(ec));
+  if (fd >= 0) {
+    // The descriptor travels with the first byte; the rest follows as plain data.
+    socket_.native_non_blocking(true, ec);
+    if (ec) co_return Unexpected(IoError("write", ec, false));
+    for (;;) {
+      KILN_CO_ASSIGN_OR_RETURN(bool sent, SendByteWithFd(socket_.native_handle(), line[0], fd));
+      if (sent) break;
+      co_await socket_.async_wait(Socket::wait_write, Redirect(ec));
+      if (ec) break;
+    }
+    line.erase(0, 1);
+  }
+  if (!ec) co_await asio::async_write(socket_, asio::buffer(line), Redirect(ec));
   timer_.cancel();
   if (ec) co_return Unexpected(IoError("write", ec, timed_out_));
   co_return Status{};
@@ -105,6 +153,17 @@ asio::awaitable<Status> QmpClient::WriteLine(std::string line, SteadyClock::time
 
 asio::awaitable<Result<Json>> QmpClient::Execute(std::string command, Json arguments,
                                                  Timeout timeout) {
+  co_return co_await Run(std::move(command), std::move(arguments), timeout, -1);
+}
+
+asio::awaitable<Status> QmpClient::SendFd(std::string name, int fd, Timeout timeout) {
+  if (fd < 0) co_return Unexpected(Error(Errc::kInvalidArgument, "qmp getfd: no descriptor"));
+  KILN_CO_TRY(co_await Run("getfd", FdNameArgs(name), timeout, fd));
+  co_return Status{};
+}
+
+asio::awaitable<Result<Json>> QmpClient::Run(std::string command, Json arguments, Timeout timeout,
+                                             int fd) {
   if (busy_) co_return Unexpected(Error(Errc::kFailedPrecondition, "qmp: a command is pending"));
   busy_ = true;
   struct Idle {
@@ -113,7 +172,7 @@ asio::awaitable<Result<Json>> QmpClient::Execute(std::string command, Json argum
   } idle{busy_};
   SteadyClock::time_point deadline = SteadyClock::now() + timeout;
   uint64_t id = next_id_++;
-  KILN_CO_TRY(co_await WriteLine(CommandLine(command, arguments, id), deadline));
+  KILN_CO_TRY(co_await WriteLine(CommandLine(command, arguments, id), deadline, fd));
   for (;;) {
     KILN_CO_ASSIGN_OR_RETURN(Json msg, co_await ReadMessage(deadline));
     if (msg.contains("event")) {

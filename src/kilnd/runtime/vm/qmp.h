@@ -51,6 +51,12 @@ class QmpClient {
   boost::asio::awaitable<Result<Json>> Execute(std::string command, Json arguments,
                                                Timeout timeout);
 
+  // Runs "getfd" handing `fd` (a descriptor of ours; QEMU receives a duplicate) to QEMU
+  // under `name` (SCM_RIGHTS on the QMP socket). Later commands refer to it by name, e.g.
+  // "migrate-incoming" with uri "fd:<name>" or "netdev_add" of a tap with fd=<name>, so
+  // QEMU can be given descriptors it could not open itself (seccomp, other namespaces).
+  boost::asio::awaitable<Status> SendFd(std::string name, int fd, Timeout timeout);
+
   // The next asynchronous event ({"event": NAME, "data": ..., "timestamp": ...}): a queued
   // one, else the next to arrive within `timeout`.
   boost::asio::awaitable<Result<Json>> NextEvent(Timeout timeout);
@@ -65,8 +71,12 @@ class QmpClient {
  private:
   // The next message from QEMU (reply, event or greeting).
   boost::asio::awaitable<Result<Json>> ReadMessage(std::chrono::steady_clock::time_point deadline);
+  // `fd` >= 0 is attached to the first byte (SCM_RIGHTS).
   boost::asio::awaitable<Status> WriteLine(std::string line,
-                                           std::chrono::steady_clock::time_point deadline);
+                                           std::chrono::steady_clock::time_point deadline,
+                                           int fd = -1);
+  boost::asio::awaitable<Result<Json>> Run(std::string command, Json arguments, Timeout timeout,
+                                           int fd);
   void ArmTimer(std::chrono::steady_clock::time_point deadline);
 
   Socket socket_;

@@ -1,5 +1,6 @@
 #include "kilnd/runtime/vm/qmp.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -80,6 +81,12 @@ asio::awaitable<void> FakeQemu(Socket socket, Mode mode) {
     if (ec) co_return;
     if (mode == Mode::kHangUpAfterCapabilities) co_return;
   }
+}
+
+Json FdName(const char* name) {
+  Json j = Json::object();
+  j["fdname"] = name;
+  return j;
 }
 
 struct SocketPair {
@@ -223,6 +230,16 @@ TEST(QmpClientTest, TalksToRealQemu) {
     if (status) {
       EXPECT_EQ((*status)["status"], "prelaunch");
     }
+    // A descriptor handed over with getfd can be closed by name once, then it is gone.
+    int p[2];
+    EXPECT_EQ(pipe2(p, O_CLOEXEC), 0);
+    UniqueFd r(p[0]), w(p[1]);
+    auto sent = co_await (*qmp)->SendFd("pipe0", r.get(), milliseconds(5000));
+    EXPECT_TRUE(sent) << sent.error().message();
+    auto closed = co_await (*qmp)->Execute("closefd", FdName("pipe0"), milliseconds(5000));
+    EXPECT_TRUE(closed) << closed.error().message();
+    auto again = co_await (*qmp)->Execute("closefd", FdName("pipe0"), milliseconds(5000));
+    EXPECT_FALSE(again);
     auto quit = co_await (*qmp)->Execute("quit", Json(), milliseconds(5000));
     EXPECT_TRUE(quit) << quit.error().message();
     done = true;
