@@ -3,6 +3,7 @@
 // root (apt-get download on the first run), QEMU and busybox-static.
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,8 +11,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "kilnd/runtime/vm/child_process.h"
 #include "kilnd/runtime/vm/file_io.h"
@@ -36,7 +35,8 @@ bool HasLine(const std::string& text, const std::string& want) {
   size_t start = 0;
   while (start < text.size()) {
     size_t nl = text.find('\n', start);
-    std::string_view line(text.data() + start, (nl == std::string::npos ? text.size() : nl) - start);
+    std::string_view line(text.data() + start,
+                          (nl == std::string::npos ? text.size() : nl) - start);
     while (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line == want) return true;
     if (nl == std::string::npos) break;
@@ -86,8 +86,9 @@ TEST_F(VmBootTest, DebianKernelBootsToBusyboxOnExt4Root) {
   fs::path image = tmp_.path() / "root.ext4";
   auto mke2fs = FindTool("mke2fs");
   ASSERT_TRUE(mke2fs) << mke2fs.error().message();
-  auto mk = RunTool({*mke2fs, "-q", "-F", "-t", "ext4", "-d", rootdir.string(), image.string(), "16M"},
-                    "", std::chrono::seconds(60));
+  auto mk =
+      RunTool({*mke2fs, "-q", "-F", "-t", "ext4", "-d", rootdir.string(), image.string(), "16M"},
+              "", std::chrono::seconds(60));
   ASSERT_TRUE(mk) << mk.error().message();
   auto t_image = Clock::now();
 
@@ -130,11 +131,12 @@ TEST_F(VmBootTest, DebianKernelBootsToBusyboxOnExt4Root) {
   ASSERT_TRUE(status) << status.error().message();
   EXPECT_TRUE(WIFEXITED(*status)) << DescribeWaitStatus(*status);
 
-  std::printf("kernel %s: ensure %.3f s; initramfs %zu bytes (%zu modules) in %.3f s; "
-              "ext4 image %.3f s; QEMU start -> guest uname -r %.3f s\n",
-              kernel->release.c_str(), Seconds(t_kernel - t0), initramfs->archive.size(),
-              initramfs->modules.size(), Seconds(t_initrd - t_kernel), Seconds(t_image - t_initrd),
-              Seconds(t_marker - t_spawn));
+  std::printf(
+      "kernel %s: ensure %.3f s; initramfs %zu bytes (%zu modules) in %.3f s; "
+      "ext4 image %.3f s; QEMU start -> guest uname -r %.3f s\n",
+      kernel->release.c_str(), Seconds(t_kernel - t0), initramfs->archive.size(),
+      initramfs->modules.size(), Seconds(t_initrd - t_kernel), Seconds(t_image - t_initrd),
+      Seconds(t_marker - t_spawn));
   RecordProperty("boot_seconds", std::to_string(Seconds(t_marker - t_spawn)));
 }
 

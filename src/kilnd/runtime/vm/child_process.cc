@@ -166,8 +166,8 @@ Result<ToolOutput> RunTool(const std::vector<std::string>& argv, const std::stri
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return FailErrno("poll " + name);
     if (n == 0 && Clock::now() >= deadline) {
-      return Fail(Errc::kTimeout, name + " did not finish within " +
-                                      std::to_string(timeout.count()) + " s");
+      return Fail(Errc::kTimeout,
+                  name + " did not finish within " + std::to_string(timeout.count()) + " s");
     }
     if (fds[1].revents != 0) out_open = DrainInto(out_r.get(), result.out);
     if (fds[2].revents != 0) err_open = DrainInto(err_r.get(), result.err);

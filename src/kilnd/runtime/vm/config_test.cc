@@ -1,9 +1,9 @@
 // Unit tests of the pure configuration parts: kernel package resolution, the guest init's
 // command line, the QEMU command line.
 
-#include <algorithm>
-
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include "kilnd/runtime/vm/file_io.h"
 #include "kilnd/runtime/vm/guest_kernel.h"
@@ -18,7 +18,8 @@ TEST(GuestKernelTest, ParsesTheMetapackageDependency) {
   auto pkg = ParseKernelDependency("linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n");
   ASSERT_TRUE(pkg) << pkg.error().message();
   EXPECT_EQ(*pkg, "linux-image-6.1.0-56-amd64");
-  auto alt = ParseKernelDependency("x\n  Recommends: firmware\n |Depends: linux-image-6.12.1+bpo-amd64\n");
+  auto alt =
+      ParseKernelDependency("x\n  Recommends: firmware\n |Depends: linux-image-6.12.1+bpo-amd64\n");
   ASSERT_TRUE(alt);
   EXPECT_EQ(*alt, "linux-image-6.12.1+bpo-amd64");
   EXPECT_FALSE(ParseKernelDependency("linux-image-amd64\n  Depends: initramfs-tools\n"));
@@ -38,9 +39,9 @@ TEST(GuestKernelTest, IncompleteCacheEntriesAreNotFound) {
   std::filesystem::path dir = tmp.path() / "kernels/linux-image-1.0-amd64";
   std::filesystem::create_directories(dir);
   EXPECT_EQ(FindCachedKernel(tmp.path(), "linux-image-1.0-amd64").error().code(), Errc::kNotFound);
-  ASSERT_TRUE(WriteWholeFile(dir / "kernel.json",
-                             R"({"format":1,"package":"linux-image-1.0-amd64","release":"1.0-amd64"})",
-                             0644));
+  ASSERT_TRUE(WriteWholeFile(
+      dir / "kernel.json",
+      R"({"format":1,"package":"linux-image-1.0-amd64","release":"1.0-amd64"})", 0644));
   EXPECT_FALSE(FindCachedKernel(tmp.path(), "linux-image-1.0-amd64"));  // no vmlinux yet
   ASSERT_TRUE(WriteWholeFile(dir / "vmlinux", "elf", 0644));
   std::filesystem::create_directories(dir / "lib/modules/1.0-amd64");
@@ -100,7 +101,8 @@ TEST(MicrovmTest, ArgvHasTheMachineKernelDisksAndSockets) {
   EXPECT_TRUE(Has(argv, "-append", "console=ttyS0"));
   EXPECT_TRUE(Has(argv, "-accel", "tcg,tb-size=64"));
   EXPECT_TRUE(Has(argv, "-drive", "id=disk0,file=/d/root.qcow2,format=qcow2,if=none,cache=unsafe"));
-  EXPECT_TRUE(Has(argv, "-drive", "id=disk1,file=/d/ro.img,format=raw,if=none,cache=unsafe,read-only=on"));
+  EXPECT_TRUE(
+      Has(argv, "-drive", "id=disk1,file=/d/ro.img,format=raw,if=none,cache=unsafe,read-only=on"));
   EXPECT_TRUE(Has(argv, "-chardev", "socket,id=qmp0,path=/run/q.sock,server=off"));
   EXPECT_TRUE(std::find(argv.begin(), argv.end(), "-no-reboot") != argv.end());
   EXPECT_TRUE(std::find(argv.begin(), argv.end(), "-nodefaults") != argv.end());

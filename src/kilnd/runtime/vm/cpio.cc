@@ -25,22 +25,25 @@ Status CheckPath(std::string_view path) {
 
 }  // namespace
 
-Status CpioWriter::Add(std::string_view path, uint32_t mode, std::string_view data,
-                       uint32_t rmajor, uint32_t rminor) {
+Status CpioWriter::Add(std::string_view path, uint32_t mode, std::string_view data, uint32_t rmajor,
+                       uint32_t rminor) {
   KILN_TRY(CheckPath(path));
   if (data.size() > 0xFFFFFFFFu) return Fail(Errc::kInvalidArgument, "cpio entry too large");
   out_.append("070701");
   const uint32_t fields[13] = {
-      next_ino_++,                          // c_ino
-      mode,                                 // c_mode
-      0, 0,                                 // c_uid, c_gid
-      S_ISDIR(mode) ? 2u : 1u,              // c_nlink
-      0,                                    // c_mtime
-      static_cast<uint32_t>(data.size()),   // c_filesize
-      0, 0,                                 // c_maj, c_min (of the archive's device)
-      rmajor, rminor,                       // c_rmaj, c_rmin
+      next_ino_++,  // c_ino
+      mode,         // c_mode
+      0,
+      0,                                   // c_uid, c_gid
+      S_ISDIR(mode) ? 2u : 1u,             // c_nlink
+      0,                                   // c_mtime
+      static_cast<uint32_t>(data.size()),  // c_filesize
+      0,
+      0,  // c_maj, c_min (of the archive's device)
+      rmajor,
+      rminor,                                  // c_rmaj, c_rmin
       static_cast<uint32_t>(path.size() + 1),  // c_namesize, with the NUL
-      0,                                    // c_chksum (newc: unused)
+      0,                                       // c_chksum (newc: unused)
   };
   for (uint32_t f : fields) AppendHex(out_, f);
   out_.append(path);

@@ -17,8 +17,8 @@ Result<std::string> ReadWholeFile(const std::filesystem::path& path, size_t max_
   struct stat st {};
   if (fstat(fd.get(), &st) < 0) return FailErrno("stat " + path.string());
   if (static_cast<uint64_t>(st.st_size) > max_size) {
-    return Fail(Errc::kResourceExhausted, path.string() + " is larger than " +
-                                              std::to_string(max_size) + " bytes");
+    return Fail(Errc::kResourceExhausted,
+                path.string() + " is larger than " + std::to_string(max_size) + " bytes");
   }
   // st_size is 0 for /proc files: read until EOF.
   std::string data;
@@ -27,8 +27,8 @@ Result<std::string> ReadWholeFile(const std::filesystem::path& path, size_t max_
   for (;;) {
     if (done == data.size()) {
       if (data.size() > max_size) {
-        return Fail(Errc::kResourceExhausted, path.string() + " is larger than " +
-                                                  std::to_string(max_size) + " bytes");
+        return Fail(Errc::kResourceExhausted,
+                    path.string() + " is larger than " + std::to_string(max_size) + " bytes");
       }
       data.resize(data.size() * 2);
     }
@@ -39,8 +39,8 @@ Result<std::string> ReadWholeFile(const std::filesystem::path& path, size_t max_
     done += static_cast<size_t>(n);
   }
   if (done > max_size) {
-    return Fail(Errc::kResourceExhausted, path.string() + " is larger than " +
-                                              std::to_string(max_size) + " bytes");
+    return Fail(Errc::kResourceExhausted,
+                path.string() + " is larger than " + std::to_string(max_size) + " bytes");
   }
   data.resize(done);
   return data;

@@ -27,7 +27,8 @@ constexpr size_t kMaxBzImage = 128u << 20;
 
 std::string Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\r' || s.back() == '\t')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\r' || s.back() == '\t'))
+    s.remove_suffix(1);
   return std::string(s);
 }
 
@@ -45,7 +46,8 @@ Result<UniqueFd> LockCache(const fs::path& dir) {
 void RemoveStaleBuilds(const fs::path& dir) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().filename().string().starts_with(kBuildPrefix)) fs::remove_all(entry.path(), ec);
+    if (entry.path().filename().string().starts_with(kBuildPrefix))
+      fs::remove_all(entry.path(), ec);
   }
 }
 
@@ -55,11 +57,14 @@ Result<fs::path> OnlyEntry(const fs::path& dir, std::string_view prefix) {
   fs::path found;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     if (!entry.path().filename().string().starts_with(prefix)) continue;
-    if (!found.empty()) return Fail(Errc::kInvalidArgument, "more than one " + std::string(prefix) + "* in " + dir.string());
+    if (!found.empty())
+      return Fail(Errc::kInvalidArgument,
+                  "more than one " + std::string(prefix) + "* in " + dir.string());
     found = entry.path();
   }
   if (ec) return Fail(Errc::kInternal, "list " + dir.string() + ": " + ec.message());
-  if (found.empty()) return Fail(Errc::kNotFound, "no " + std::string(prefix) + "* in " + dir.string());
+  if (found.empty())
+    return Fail(Errc::kNotFound, "no " + std::string(prefix) + "* in " + dir.string());
   return found;
 }
 
@@ -67,14 +72,16 @@ Result<std::string> ResolvePackage(const GuestKernelOptions& options) {
   if (!options.package.empty()) return options.package;
   KILN_ASSIGN_OR_RETURN(std::string apt_cache, FindTool("apt-cache"));
   auto out = RunTool({apt_cache, "depends", options.metapackage}, "", options.tool_timeout);
-  if (!out) return Unexpected(std::move(out).error().Wrap("apt-cache depends " + options.metapackage));
+  if (!out)
+    return Unexpected(std::move(out).error().Wrap("apt-cache depends " + options.metapackage));
   auto pkg = ParseKernelDependency(out->out);
   if (!pkg) return Unexpected(std::move(pkg).error().Wrap(options.metapackage));
   return pkg;
 }
 
 // Unpacks the package in `build` and assembles the cache entry in `build`/out.
-Status Unpack(const fs::path& build, const std::string& package, const GuestKernelOptions& options) {
+Status Unpack(const fs::path& build, const std::string& package,
+              const GuestKernelOptions& options) {
   using Clock = std::chrono::steady_clock;
   auto ms_since = [](Clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
@@ -177,7 +184,8 @@ Result<std::string> ParseKernelDependency(std::string_view text) {
 
 Result<GuestKernel> FindCachedKernel(const fs::path& cache_dir, std::string_view package) {
   if (!IsKernelPackageName(package)) {
-    return Fail(Errc::kInvalidArgument, "not a kernel package name: " + log::Sanitize(package, 100));
+    return Fail(Errc::kInvalidArgument,
+                "not a kernel package name: " + log::Sanitize(package, 100));
   }
   GuestKernel k;
   k.dir = cache_dir / kKernelsDir / std::string(package);
@@ -203,12 +211,14 @@ Result<GuestKernel> FindCachedKernel(const fs::path& cache_dir, std::string_view
 Result<GuestKernel> EnsureGuestKernel(const GuestKernelOptions& options) {
   KILN_ASSIGN_OR_RETURN(std::string package, ResolvePackage(options));
   if (!IsKernelPackageName(package)) {
-    return Fail(Errc::kInvalidArgument, "not a kernel package name: " + log::Sanitize(package, 100));
+    return Fail(Errc::kInvalidArgument,
+                "not a kernel package name: " + log::Sanitize(package, 100));
   }
   if (auto cached = FindCachedKernel(options.cache_dir, package)) return cached;
   std::error_code ec;
   fs::create_directories(options.cache_dir, ec);
-  if (ec) return Fail(Errc::kInternal, "create " + options.cache_dir.string() + ": " + ec.message());
+  if (ec)
+    return Fail(Errc::kInternal, "create " + options.cache_dir.string() + ": " + ec.message());
   KILN_ASSIGN_OR_RETURN(UniqueFd lock, LockCache(options.cache_dir));
   if (auto cached = FindCachedKernel(options.cache_dir, package)) return cached;  // we waited
   KILN_LOG(Info, "fetching the guest kernel", {"package", package});

@@ -1,13 +1,12 @@
 // Unit tests of the image builders: vmlinux extraction, cpio, kernel modules, initramfs.
 
 #include <elf.h>
+#include <gtest/gtest.h>
 #include <lzma.h>
 #include <sys/stat.h>
 
 #include <cstring>
 #include <map>
-
-#include <gtest/gtest.h>
 
 #include "kilnd/runtime/vm/cpio.h"
 #include "kilnd/runtime/vm/file_io.h"
@@ -84,7 +83,8 @@ TEST(VmlinuxTest, RejectsElfWithoutPvhNote) {
 }
 
 TEST(VmlinuxTest, ExtractsTheXzPayloadOfABzImage) {
-  std::string kernel = ElfWithNotes(Note("Xen", kXenElfnotePhys32Entry, 0x2000)) + std::string(5000, 'k');
+  std::string kernel =
+      ElfWithNotes(Note("Xen", kXenElfnotePhys32Entry, 0x2000)) + std::string(5000, 'k');
   std::string payload = Xz(kernel);
   // Setup header: 4 setup sectors + boot sector, payload at offset 64 of the protected-mode part.
   std::string img(5 * 512 + 64, '\0');
@@ -123,7 +123,8 @@ std::map<std::string, CpioEntry> ParseCpio(std::string_view a, bool* trailer) {
   size_t pos = 0;
   *trailer = false;
   auto hex = [&](size_t field) {
-    return static_cast<uint32_t>(std::stoul(std::string(a.substr(pos + 6 + field * 8, 8)), nullptr, 16));
+    return static_cast<uint32_t>(
+        std::stoul(std::string(a.substr(pos + 6 + field * 8, 8)), nullptr, 16));
   };
   while (pos + 110 <= a.size()) {
     EXPECT_EQ(a.substr(pos, 6), "070701");
@@ -176,8 +177,8 @@ TEST(CpioWriterTest, RejectsBadPaths) {
 std::string FakeModule(const std::string& name, const std::string& depends) {
   std::string modinfo = "license=GPL" + std::string(1, '\0') + "depends=" + depends +
                         std::string(1, '\0') + "name=" + name + std::string(1, '\0');
-  std::string shstr = std::string(1, '\0') + ".modinfo" + std::string(1, '\0') + ".shstrtab" +
-                      std::string(1, '\0');
+  std::string shstr =
+      std::string(1, '\0') + ".modinfo" + std::string(1, '\0') + ".shstrtab" + std::string(1, '\0');
   std::string ko;
   Elf64_Ehdr eh{};
   std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
@@ -260,7 +261,7 @@ TEST_F(ModuleTreeTest, ClosureListsDependenciesFirstOnce) {
   std::vector<std::string> names;
   for (const Module& m : *mods) names.push_back(m.name);
   EXPECT_EQ(names, (std::vector<std::string>{"base", "mid", "top"}));
-  EXPECT_EQ((*mods)[1].data, FakeModule("mid", "base"));  // decompressed
+  EXPECT_EQ((*mods)[1].data, FakeModule("mid", "base"));                  // decompressed
   EXPECT_EQ((*mods)[2].data, FakeModule("top", "mid,base,builtin_one"));  // signature stripped
 }
 
@@ -274,7 +275,9 @@ TEST_F(ModuleTreeTest, MissingModulesAndCyclesFail) {
 }
 
 TEST_F(ModuleTreeTest, InitramfsHoldsInitModulesAndList) {
-  Write("vminit", "\x7f" "ELF-fake-init");
+  Write("vminit",
+        "\x7f"
+        "ELF-fake-init");
   InitramfsSpec spec;
   spec.vminit = dir_ / "vminit";
   spec.modules_dir = dir_;
@@ -285,7 +288,9 @@ TEST_F(ModuleTreeTest, InitramfsHoldsInitModulesAndList) {
   bool trailer = false;
   auto entries = ParseCpio(img->archive, &trailer);
   EXPECT_TRUE(trailer);
-  EXPECT_EQ(entries["init"].data, "\x7f" "ELF-fake-init");
+  EXPECT_EQ(entries["init"].data,
+            "\x7f"
+            "ELF-fake-init");
   EXPECT_EQ(entries["init"].mode, S_IFREG | 0755u);
   EXPECT_EQ(entries["dev/console"].mode, S_IFCHR | 0600u);
   EXPECT_TRUE(entries.count("newroot"));

@@ -10,8 +10,8 @@
 namespace kiln::kilnd::vm {
 
 std::vector<std::string> DefaultGuestModules() {
-  return {"virtio_mmio",    "virtio_blk", "virtio_net", "virtio_console", "virtio_rng",
-          "crc32c_generic", "ext4",       "overlay"};
+  return {"virtio_mmio", "virtio_blk",     "virtio_net", "virtio_console",
+          "virtio_rng",  "crc32c_generic", "ext4",       "overlay"};
 }
 
 Result<Initramfs> BuildInitramfs(const InitramfsSpec& spec) {

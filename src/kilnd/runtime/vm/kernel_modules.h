@@ -32,9 +32,9 @@ std::string_view StripModuleSignature(std::string_view ko);
 std::string NormalizeModuleName(std::string_view name);
 
 struct Module {
-  std::string name;                // normalised
-  std::filesystem::path path;      // the file in the modules tree
-  std::string data;                // uncompressed, signature stripped: what finit_module gets
+  std::string name;            // normalised
+  std::filesystem::path path;  // the file in the modules tree
+  std::string data;            // uncompressed, signature stripped: what finit_module gets
 };
 
 // The modules of one kernel release (<root>/lib/modules/<release>), indexed by name.

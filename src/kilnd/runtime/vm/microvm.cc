@@ -20,8 +20,9 @@ std::vector<std::string> MicrovmArgv(const MicrovmConfig& c) {
   for (size_t i = 0; i < c.disks.size(); ++i) {
     const MicrovmDisk& d = c.disks[i];
     std::string id = "disk" + std::to_string(i);
-    add({"-drive", "id=" + id + ",file=" + d.file.string() + ",format=" + d.format +
-                       ",if=none,cache=unsafe" + (d.read_only ? ",read-only=on" : ""),
+    add({"-drive",
+         "id=" + id + ",file=" + d.file.string() + ",format=" + d.format + ",if=none,cache=unsafe" +
+             (d.read_only ? ",read-only=on" : ""),
          "-device", "virtio-blk-device,drive=" + id});
   }
   if (c.rng) {
@@ -33,8 +34,8 @@ std::vector<std::string> MicrovmArgv(const MicrovmConfig& c) {
     add({"-chardev", "socket,id=con0,path=" + c.serial + ",server=off", "-serial", "chardev:con0"});
   }
   if (!c.qmp_socket.empty()) {
-    add({"-chardev", "socket,id=qmp0,path=" + c.qmp_socket.string() + ",server=off",
-         "-mon", "chardev=qmp0,mode=control"});
+    add({"-chardev", "socket,id=qmp0,path=" + c.qmp_socket.string() + ",server=off", "-mon",
+         "chardev=qmp0,mode=control"});
   }
   if (c.seccomp) {
     add({"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"});

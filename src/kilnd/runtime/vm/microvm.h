@@ -30,7 +30,7 @@ struct MicrovmConfig {
   uint32_t cpus = 1;
   std::filesystem::path kernel;  // the ELF vmlinux
   std::filesystem::path initrd;
-  std::string cmdline;           // GuestKernelCmdline(...)
+  std::string cmdline;             // GuestKernelCmdline(...)
   std::vector<MicrovmDisk> disks;  // virtio-blk-device each: /dev/vda, /dev/vdb, ...
   // The serial console (ttyS0): "stdio" (QEMU's stdout; stdin is not read), or a path of a
   // unix socket QEMU connects to.

@@ -3,14 +3,13 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-#include <cerrno>
-#include <cstring>
-
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
+#include <cstring>
 
 #include "base/log.h"
 
@@ -74,7 +73,8 @@ Error ReplyError(const std::string& command, const Json& reply) {
 
 Error IoError(const char* what, const error_code& ec, bool timed_out) {
   if (timed_out) return Error(Errc::kTimeout, std::string("qmp ") + what + ": timed out");
-  if (ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe) {
+  if (ec == asio::error::eof || ec == asio::error::connection_reset ||
+      ec == asio::error::broken_pipe) {
     return Error(Errc::kUnavailable, std::string("qmp ") + what + ": QEMU closed the connection");
   }
   return Error(Errc::kUnavailable, std::string("qmp ") + what + ": " + ec.message());
@@ -82,8 +82,7 @@ Error IoError(const char* what, const error_code& ec, bool timed_out) {
 
 }  // namespace
 
-QmpClient::QmpClient(Socket socket)
-    : socket_(std::move(socket)), timer_(socket_.get_executor()) {}
+QmpClient::QmpClient(Socket socket) : socket_(std::move(socket)), timer_(socket_.get_executor()) {}
 
 void QmpClient::Close() {
   error_code ec;
@@ -123,7 +122,8 @@ asio::awaitable<Result<Json>> QmpClient::ReadMessage(SteadyClock::time_point dea
     if (line.find_first_not_of(" \r\t") == std::string::npos) continue;
     Json msg = Json::parse(line, nullptr, false);
     if (!msg.is_object()) {
-      co_return Unexpected(Error(Errc::kInternal, "qmp: malformed message: " + log::Sanitize(line, 200)));
+      co_return Unexpected(
+          Error(Errc::kInternal, "qmp: malformed message: " + log::Sanitize(line, 200)));
     }
     co_return msg;
   }
@@ -211,8 +211,8 @@ asio::awaitable<Result<std::unique_ptr<QmpClient>>> QmpClient::Handshake(Socket 
   SteadyClock::time_point deadline = SteadyClock::now() + timeout;
   KILN_CO_ASSIGN_OR_RETURN(Json greeting, co_await client->ReadMessage(deadline));
   if (!greeting.contains("QMP") || !greeting["QMP"].is_object()) {
-    co_return Unexpected(Error(Errc::kInternal, "qmp: unexpected greeting " +
-                                                    log::Sanitize(greeting.dump(), 200)));
+    co_return Unexpected(
+        Error(Errc::kInternal, "qmp: unexpected greeting " + log::Sanitize(greeting.dump(), 200)));
   }
   client->greeting_ = std::move(greeting["QMP"]);
   auto left = std::chrono::duration_cast<Timeout>(deadline - SteadyClock::now());
@@ -224,8 +224,11 @@ asio::awaitable<Result<std::unique_ptr<QmpClient>>> QmpClient::Connect(std::file
                                                                        Timeout timeout) {
   Socket socket(co_await asio::this_coro::executor);
   error_code ec;
-  co_await socket.async_connect(asio::local::stream_protocol::endpoint(path.string()), Redirect(ec));
-  if (ec) co_return Unexpected(Error(Errc::kUnavailable, "qmp: connect " + path.string() + ": " + ec.message()));
+  co_await socket.async_connect(asio::local::stream_protocol::endpoint(path.string()),
+                                Redirect(ec));
+  if (ec)
+    co_return Unexpected(
+        Error(Errc::kUnavailable, "qmp: connect " + path.string() + ": " + ec.message()));
   co_return co_await Handshake(std::move(socket), timeout);
 }
 

@@ -13,12 +13,14 @@
 #include <filesystem>
 #include <memory>
 #include <string>
-#include <utility>
+#include <utility>  // before Boost 1.74's awaitable.hpp, which uses std::exchange
 
+// clang-format off
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
+// clang-format on
 
 #include "base/error.h"
 

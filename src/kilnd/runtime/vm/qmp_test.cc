@@ -1,20 +1,20 @@
 #include "kilnd/runtime/vm/qmp.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/local/connect_pair.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/local/connect_pair.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <gtest/gtest.h>
 
 #include "kilnd/runtime/vm/child_process.h"
 #include "kilnd/runtime/vm/test_support.h"
@@ -153,7 +153,8 @@ TEST(QmpClientTest, ErrorReplyCarriesClassAndDescription) {
     EXPECT_FALSE(r);
     if (!r) {
       EXPECT_EQ(r.error().code(), Errc::kInternal);
-      EXPECT_NE(r.error().message().find("CommandNotFound"), std::string::npos) << r.error().message();
+      EXPECT_NE(r.error().message().find("CommandNotFound"), std::string::npos)
+          << r.error().message();
     }
   });
 }
@@ -205,9 +206,12 @@ TEST(QmpClientTest, TalksToRealQemu) {
 
   sys::SpawnSpec spec;
   spec.path = "/usr/bin/qemu-system-x86_64";
-  spec.argv = {spec.path, "-M", "none", "-S", "-nodefaults", "-no-user-config", "-display", "none",
-               "-chardev", "socket,id=qmp0,path=" + path + ",server=off",
-               "-mon", "chardev=qmp0,mode=control"};
+  spec.argv = {spec.path,     "-M",
+               "none",        "-S",
+               "-nodefaults", "-no-user-config",
+               "-display",    "none",
+               "-chardev",    "socket,id=qmp0,path=" + path + ",server=off",
+               "-mon",        "chardev=qmp0,mode=control"};
   auto qemu = ChildProcess::Start(spec);
   ASSERT_TRUE(qemu) << qemu.error().message();
 

@@ -70,12 +70,14 @@ Result<std::string> ReadSmall(const char* path) {
     if (n < 0) return FailErrno(std::string("read ") + path);
     if (n == 0) return out;
     out.append(buf, static_cast<size_t>(n));
-    if (out.size() > (1u << 20)) return Fail(Errc::kResourceExhausted, std::string(path) + " too large");
+    if (out.size() > (1u << 20))
+      return Fail(Errc::kResourceExhausted, std::string(path) + " too large");
   }
 }
 
 Status LoadModules() {
-  KILN_ASSIGN_OR_RETURN(std::string list, ReadSmall((std::string("/") + kVmInitModuleList).c_str()));
+  KILN_ASSIGN_OR_RETURN(std::string list,
+                        ReadSmall((std::string("/") + kVmInitModuleList).c_str()));
   for (std::string_view rel : SplitSpaces(list)) {
     std::string path = "/" + std::string(rel);
     UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -100,7 +102,8 @@ Status WaitForDevice(const std::string& device, std::chrono::seconds wait) {
   struct stat st {};
   while (stat(device.c_str(), &st) < 0) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return Fail(Errc::kTimeout, "no " + device + " after " + std::to_string(wait.count()) + " s");
+    if (left.count() <= 0)
+      return Fail(Errc::kTimeout, "no " + device + " after " + std::to_string(wait.count()) + " s");
     pollfd p{in.get(), POLLIN, 0};
     if (poll(&p, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) return FailErrno("poll");
     char buf[4096];
@@ -139,7 +142,8 @@ void RemoveTree(int dirfd, dev_t rootdev) {
 // Moves an API mount into the new root, or drops it when the new root lacks the directory.
 void MoveMount(const char* from, const std::string& to) {
   struct stat st {};
-  if (stat(to.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && mount(from, to.c_str(), nullptr, MS_MOVE, nullptr) == 0) {
+  if (stat(to.c_str(), &st) == 0 && S_ISDIR(st.st_mode) &&
+      mount(from, to.c_str(), nullptr, MS_MOVE, nullptr) == 0) {
     return;
   }
   umount2(from, MNT_DETACH);
@@ -193,14 +197,16 @@ Result<VmInitConfig> ParseVmInitCmdline(std::string_view cmdline) {
   for (size_t i = 0; i < words.size(); ++i) {
     std::string_view w = words[i];
     if (w == "--") {
-      if (i + 1 < words.size()) config.init.assign(words.begin() + static_cast<long>(i) + 1, words.end());
+      if (i + 1 < words.size())
+        config.init.assign(words.begin() + static_cast<long>(i) + 1, words.end());
       break;
     }
     size_t eq = w.find('=');
     if (eq == std::string_view::npos) continue;
     std::string_view key = w.substr(0, eq), value = w.substr(eq + 1);
     if (key == "kiln.root") {
-      if (!value.starts_with("/dev/")) return Fail(Errc::kInvalidArgument, "kiln.root must be /dev/...");
+      if (!value.starts_with("/dev/"))
+        return Fail(Errc::kInvalidArgument, "kiln.root must be /dev/...");
       config.root_device = std::string(value);
     } else if (key == "kiln.rootfstype") {
       config.root_fstype = std::string(value);

@@ -8,7 +8,10 @@
 namespace kiln::kilnd::vm {
 namespace {
 
-constexpr std::string_view kXzMagic("\xFD" "7zXZ\0", 6);
+constexpr std::string_view kXzMagic(
+    "\xFD"
+    "7zXZ\0",
+    6);
 
 template <typename T>
 bool ReadAt(std::string_view data, size_t offset, T& out) {
@@ -102,7 +105,8 @@ Result<uint32_t> CheckPvhElf(std::string_view elf) {
     if (!ReadAt(elf, eh.e_phoff + i * sizeof(Elf64_Phdr), ph)) {
       return Fail(Errc::kInvalidArgument, "truncated ELF program headers");
     }
-    if (ph.p_type != PT_NOTE || ph.p_offset > elf.size() || elf.size() - ph.p_offset < ph.p_filesz) {
+    if (ph.p_type != PT_NOTE || ph.p_offset > elf.size() ||
+        elf.size() - ph.p_offset < ph.p_filesz) {
       continue;
     }
     std::string_view notes = elf.substr(ph.p_offset, ph.p_filesz);
