@@ -75,6 +75,10 @@ TEST_F(VmBootTest, DebianKernelBootsToBusyboxOnExt4Root) {
   ASSERT_TRUE(initramfs) << initramfs.error().message();
   fs::path initrd = tmp_.path() / "initramfs.cpio";
   ASSERT_TRUE(WriteWholeFile(initrd, initramfs->archive, 0644));
+  // For experiments by hand: a copy of the initramfs kept after the test.
+  if (const char* save = getenv("KILN_TEST_VM_SAVE_INITRD")) {
+    ASSERT_TRUE(WriteWholeFile(save, initramfs->archive, 0644));
+  }
   auto t_initrd = Clock::now();
 
   // The root: busybox as /bin/busybox on a 16 MiB ext4 image.
