@@ -2,6 +2,7 @@
 // command line, the QEMU command line.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -50,6 +51,24 @@ TEST(GuestKernelTest, IncompleteCacheEntriesAreNotFound) {
   EXPECT_EQ(k->release, "1.0-amd64");
   EXPECT_EQ(k->modules_dir, dir / "lib/modules/1.0-amd64");
   EXPECT_EQ(FindCachedKernel(tmp.path(), "../x").error().code(), Errc::kInvalidArgument);
+}
+
+TEST(GuestKernelTest, UnresolvablePackageFallsBackToTheNewestCachedKernel) {
+  if (access("/usr/bin/apt-cache", X_OK) != 0) GTEST_SKIP() << "no apt-cache";
+  testing::TempDir tmp;
+  GuestKernelOptions o;
+  o.cache_dir = tmp.path();
+  o.metapackage = "kiln-test-no-such-metapackage";
+  EXPECT_FALSE(EnsureGuestKernel(o));  // nothing cached either
+  std::filesystem::path dir = tmp.path() / "kernels/linux-image-2.0-amd64";
+  std::filesystem::create_directories(dir / "lib/modules/2.0-amd64");
+  ASSERT_TRUE(WriteWholeFile(dir / "vmlinux", "elf", 0644));
+  ASSERT_TRUE(WriteWholeFile(
+      dir / "kernel.json",
+      R"({"format":1,"package":"linux-image-2.0-amd64","release":"2.0-amd64"})", 0644));
+  auto k = EnsureGuestKernel(o);
+  ASSERT_TRUE(k) << k.error().message();
+  EXPECT_EQ(k->release, "2.0-amd64");
 }
 
 TEST(VmInitCmdlineTest, DefaultsAndOverrides) {

@@ -208,8 +208,35 @@ Result<GuestKernel> FindCachedKernel(const fs::path& cache_dir, std::string_view
   return k;
 }
 
+Result<GuestKernel> NewestCachedKernel(const fs::path& cache_dir) {
+  std::error_code ec;
+  Result<GuestKernel> best = Fail(Errc::kNotFound, "no kernel in " + cache_dir.string());
+  fs::file_time_type best_time;
+  for (const auto& entry : fs::directory_iterator(cache_dir / kKernelsDir, ec)) {
+    auto kernel = FindCachedKernel(cache_dir, entry.path().filename().string());
+    if (!kernel) continue;
+    fs::file_time_type t = fs::last_write_time(kernel->dir / "kernel.json", ec);
+    if (ec) continue;
+    if (!best || t > best_time) {
+      best = std::move(kernel);
+      best_time = t;
+    }
+  }
+  return best;
+}
+
 Result<GuestKernel> EnsureGuestKernel(const GuestKernelOptions& options) {
-  KILN_ASSIGN_OR_RETURN(std::string package, ResolvePackage(options));
+  auto resolved = ResolvePackage(options);
+  if (!resolved) {
+    // Offline, or apt knows no kernel: the newest cached one still boots guests.
+    if (auto cached = NewestCachedKernel(options.cache_dir)) {
+      KILN_LOG(Warn, "cannot resolve the guest kernel package; using the cached one",
+               {"error", resolved.error().message()}, {"package", cached->package});
+      return cached;
+    }
+    return Unexpected(std::move(resolved).error());
+  }
+  std::string package = std::move(*resolved);
   if (!IsKernelPackageName(package)) {
     return Fail(Errc::kInvalidArgument,
                 "not a kernel package name: " + log::Sanitize(package, 100));

@@ -50,11 +50,16 @@ bool IsKernelPackageName(std::string_view name);
 Result<GuestKernel> FindCachedKernel(const std::filesystem::path& cache_dir,
                                      std::string_view package);
 
+// The cached kernel whose kernel.json is newest; kNotFound if there is none.
+Result<GuestKernel> NewestCachedKernel(const std::filesystem::path& cache_dir);
+
 // Returns the cached kernel, fetching and unpacking it first if needed (seconds; blocking;
 // needs root for apt-get). Fetches are serialised across processes by the cache lock; a
 // fetch runs in a temporary directory that is renamed into place when complete, so a killed
 // fetch leaves nothing half-made behind (the next fetch removes its remains). Errors name
-// the failing step (apt-cache, apt-get download, dpkg-deb, the vmlinux extraction).
+// the failing step (apt-cache, apt-get download, dpkg-deb, the vmlinux extraction). When
+// the package cannot be resolved (offline host, empty apt lists) and options.package is
+// empty, the newest cached kernel is returned instead.
 Result<GuestKernel> EnsureGuestKernel(const GuestKernelOptions& options);
 
 }  // namespace kiln::kilnd::vm
