@@ -97,18 +97,26 @@ class KernelTest : public ::testing::Test {
   }
 
   // Runs `task` on the io_context until it completes or `limit` passes (nullopt then).
+  // On a timeout the kernel is killed and the task is run to its end here, so that nothing it
+  // references (the caller's locals, its output callback) is used after the caller returns.
   template <typename T>
   std::optional<T> Run(net::awaitable<T> task, std::chrono::milliseconds limit) {
-    std::optional<T> out;
-    net::co_spawn(io_, std::move(task), [&out](std::exception_ptr e, T value) {
-      if (!e) out.emplace(std::move(value));
+    auto out = std::make_shared<std::optional<T>>();
+    net::co_spawn(io_, std::move(task), [out](std::exception_ptr e, T value) {
+      if (!e) out->emplace(std::move(value));
     });
     io_.restart();  // it stops whenever it runs out of work
     Clock::time_point deadline = Clock::now() + limit;
-    while (!out && Clock::now() < deadline) {
+    while (!out->has_value() && Clock::now() < deadline) {
       if (io_.run_one_until(deadline) == 0 && io_.stopped()) break;
     }
-    return out;
+    if (out->has_value()) return std::move(*out);
+    if (kernel_) kernel_->Kill();
+    Clock::time_point drain = Clock::now() + 30s;
+    while (!out->has_value() && Clock::now() < drain) {
+      if (io_.run_one_until(drain) == 0 && io_.stopped()) break;
+    }
+    return std::nullopt;
   }
 
   void StartKernel() {
