@@ -712,8 +712,14 @@ Status Kernel::Interrupt() {
   if (state_->closed || !state_->alive) {
     return Fail(Errc::kUnavailable, "kernel died: " + DescribeWaitStatus(state_->wait_status));
   }
-  // The leader is unreaped (alive), so the group is the kernel's.
-  if (kill(-state_->pid, SIGINT) < 0) return FailErrno("kill -INT kernel group");
+  // To the kernel's main thread (its tid is its pid): a process-directed SIGINT may be taken
+  // by any of ipykernel's threads (IOPub, heartbeat, history), and then a blocking call in
+  // the main thread (time.sleep) is not interrupted. The kernel passes the interrupt on to
+  // what the cell started (IPython's `!`, the wrapper kernels' bash and node). The leader is
+  // unreaped (alive), so the pid is still the kernel's.
+  if (syscall(SYS_tgkill, state_->pid, state_->pid, SIGINT) < 0) {
+    return FailErrno("tgkill -INT kernel");
+  }
   if (state_->exec) state_->exec->interrupted = true;
   return {};
 }

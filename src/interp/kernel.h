@@ -110,7 +110,7 @@ class Kernel {
   // Execute(code, {.silent = true, .store_history = false}, nullptr): for setup code.
   http::Task<Result<ExecuteReply>> ExecuteSilent(std::string code);
 
-  // SIGINT to the kernel's process group (interrupt_mode "signal"): a running execution ends
+  // SIGINT to the kernel's main thread (interrupt_mode "signal"): a running execution ends
   // with a KeyboardInterrupt error. kUnavailable when the kernel is gone.
   Status Interrupt();
   // SIGKILLs the process group and reaps the kernel now. Running Executes complete with
