@@ -98,6 +98,77 @@ TEST(VmInitCmdlineTest, RejectsNonsense) {
   EXPECT_FALSE(ParseVmInitCmdline("-- relative/init"));
 }
 
+TEST(VmInitCmdlineTest, GuestParameters) {
+  auto d = ParseVmInitCmdline("console=ttyS0 -- /sbin/init");
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->agent_device.empty());
+  EXPECT_TRUE(d->hostname.empty());
+  EXPECT_FALSE(d->net.has_value());
+  EXPECT_TRUE(d->dns.empty());
+
+  auto c = ParseVmInitCmdline(
+      "console=ttyS0 kiln.agent=/dev/vdb kiln.hostname=sandbox kiln.net=10.0.2.2/24,10.0.2.1 "
+      "kiln.dns=10.0.2.1 -- /.kiln/envd --listen 0.0.0.0 --port 49983\n");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->agent_device, "/dev/vdb");
+  EXPECT_EQ(c->hostname, "sandbox");
+  ASSERT_TRUE(c->net.has_value());
+  EXPECT_EQ(c->net->address, 0x0a000202u);
+  EXPECT_EQ(c->net->prefix, 24);
+  EXPECT_EQ(c->net->gateway, std::optional<uint32_t>(0x0a000201u));
+  EXPECT_EQ(c->dns, (std::vector<std::string>{"10.0.2.1"}));
+  EXPECT_EQ(c->init,
+            (std::vector<std::string>{"/.kiln/envd", "--listen", "0.0.0.0", "--port", "49983"}));
+
+  // No gateway: no default route. Several nameservers. A later parameter wins.
+  auto n = ParseVmInitCmdline(
+      "kiln.net=192.0.2.9/30 kiln.dns=1.1.1.1 kiln.dns=192.0.2.1,198.51.100.1,203.0.113.1 "
+      "kiln.hostname=a-b.example");
+  ASSERT_TRUE(n) << n.error().message();
+  EXPECT_EQ(n->net->address, 0xc0000209u);
+  EXPECT_EQ(n->net->prefix, 30);
+  EXPECT_FALSE(n->net->gateway.has_value());
+  EXPECT_EQ(n->dns, (std::vector<std::string>{"192.0.2.1", "198.51.100.1", "203.0.113.1"}));
+  EXPECT_EQ(n->hostname, "a-b.example");
+}
+
+TEST(VmInitCmdlineTest, RejectsBadGuestParameters) {
+  for (const char* bad : {
+           "kiln.agent=vdb",
+           "kiln.agent=/dev/",
+           "kiln.hostname=",
+           "kiln.hostname=-x",
+           "kiln.hostname=a..b",
+           "kiln.hostname=a_b",
+           "kiln.hostname=x-",
+           "kiln.hostname=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+           "kiln.net=10.0.2.2",
+           "kiln.net=10.0.2.2/",
+           "kiln.net=10.0.2.2/0",
+           "kiln.net=10.0.2.2/31",
+           "kiln.net=10.0.2.2/24x",
+           "kiln.net=10.0.2/24",
+           "kiln.net=10.0.2.0/24",
+           "kiln.net=10.0.2.255/24",
+           "kiln.net=10.0.2.2/24,",
+           "kiln.net=10.0.2.2/24,10.0.3.1",
+           "kiln.net=10.0.2.2/24,10.0.2.2",
+           "kiln.net=10.0.2.2/24,gw",
+           "kiln.net=::1/64",
+           "kiln.dns=",
+           "kiln.dns=10.0.2.1,",
+           "kiln.dns=example.com",
+           "kiln.dns=1.1.1.1,2.2.2.2,3.3.3.3,4.4.4.4",
+       }) {
+    EXPECT_FALSE(ParseVmInitCmdline(bad)) << bad;
+  }
+  auto e = ParseVmInitCmdline("kiln.net=10.0.2.2/24,10.0.3.1");
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().code(), Errc::kInvalidArgument);
+  EXPECT_NE(e.error().message().find("kiln.net=10.0.2.2/24,10.0.3.1"), std::string::npos)
+      << e.error().message();
+}
+
 bool Has(const std::vector<std::string>& argv, const std::string& a, const std::string& b) {
   for (size_t i = 0; i + 1 < argv.size(); ++i) {
     if (argv[i] == a && argv[i + 1] == b) return true;
