@@ -1,5 +1,6 @@
 #include "kilnd/orchestrator/dns_forwarder.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <array>
@@ -135,12 +136,15 @@ DnsForwarder::DnsForwarder(asio::io_context& io, std::vector<udp::endpoint> upst
 
 Result<std::unique_ptr<DnsRelay>> DnsForwarder::Serve(Instance& instance) {
   KILN_ASSIGN_OR_RETURN(UniqueFd fd, instance.OpenUdpSocket());
+  const std::string address(instance.dns_address());
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(53);
-  addr.sin_addr.s_addr = htonl(0x7f000035);  // 127.0.0.53
+  if (inet_pton(AF_INET, address.c_str(), &addr.sin_addr) != 1) {
+    return Fail(Errc::kInternal, "bad DNS address " + address + " of sandbox " + instance.id());
+  }
   if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
-    return FailErrno("bind 127.0.0.53:53 in sandbox " + instance.id());
+    return FailErrno("bind " + address + ":53 in sandbox " + instance.id());
   }
   auto state = std::make_shared<DnsRelay::State>(io_, upstreams_);
   error_code ec;

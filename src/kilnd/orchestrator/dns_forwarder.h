@@ -1,9 +1,9 @@
 #pragma once
 
 // DNS for sandboxes. The host's resolver is usually on loopback or a private address, which
-// a sandbox may not reach; so kilnd answers on 127.0.0.53:53 inside each sandbox (a UDP
-// socket it creates in the sandbox's network namespace, so no firewall hole is needed) and
-// relays the queries from the host to its resolvers.
+// a sandbox may not reach; so kilnd answers on Instance::dns_address():53 inside each sandbox
+// (127.0.0.53 for the ns runtime; a UDP socket it creates in the sandbox's network namespace,
+// so no firewall hole is needed) and relays the queries from the host to its resolvers.
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -43,7 +43,7 @@ class DnsForwarder {
   DnsForwarder(boost::asio::io_context& io, std::vector<boost::asio::ip::udp::endpoint> upstreams);
 
   bool enabled() const { return !upstreams_.empty(); }
-  // Starts answering on 127.0.0.53:53 in `instance`'s network; the relay stops when the
+  // Starts answering on the instance's dns_address():53 in its network; the relay stops when the
   // returned handle is destroyed.
   Result<std::unique_ptr<DnsRelay>> Serve(Instance& instance);
 

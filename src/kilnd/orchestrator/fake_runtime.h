@@ -79,8 +79,11 @@ class FakeInstance : public Instance {
 
 class FakeRuntime : public Runtime {
  public:
-  explicit FakeRuntime(std::shared_ptr<Journal> j) : j_(std::move(j)) {}
-  std::string_view name() const override { return "fake"; }
+  explicit FakeRuntime(std::shared_ptr<Journal> j, std::string name = "fake",
+                       bool keeps_processes = false)
+      : j_(std::move(j)), name_(std::move(name)), keeps_processes_(keeps_processes) {}
+  std::string_view name() const override { return name_; }
+  bool snapshots_keep_processes() const override { return keeps_processes_; }
   Result<std::unique_ptr<Instance>> Create(const InstanceSpec& spec) override {
     std::lock_guard l(j_->mu);
     j_->created.push_back(spec.id);
@@ -91,6 +94,8 @@ class FakeRuntime : public Runtime {
 
  private:
   std::shared_ptr<Journal> j_;
+  std::string name_;
+  bool keeps_processes_;
 };
 
 }  // namespace kiln::kilnd::fakes

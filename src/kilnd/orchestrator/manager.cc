@@ -259,7 +259,8 @@ http::Task<Status> SandboxManager::WaitHttpReady(Instance& instance, uint16_t po
   while (std::chrono::steady_clock::now() < deadline && !stopping_) {
     auto fd = instance.OpenSocket();
     if (!fd) co_return Unexpected(std::move(fd).error().Wrap("socket in the sandbox"));
-    auto conn = co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1", port,
+    const std::string address(instance.address());
+    auto conn = co_await http::ClientConnection::ConnectFd(std::move(*fd), address, port,
                                                            milliseconds(1000));
     if (conn) {
       http::ClientRequest req;
@@ -284,7 +285,8 @@ http::Task<void> SandboxManager::WarmUp(Instance& instance) {
   // the new mount namespace's first-time costs. Best effort: failures only cost that time.
   auto fd = instance.OpenSocket();
   if (!fd) co_return;
-  auto conn = co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1",
+  const std::string address(instance.address());
+  auto conn = co_await http::ClientConnection::ConnectFd(std::move(*fd), address,
                                                          options_.agent_port, milliseconds(2000));
   if (!conn) co_return;
   http::ClientRequest req;
@@ -311,8 +313,9 @@ http::Task<Status> SandboxManager::StartService(Instance& instance, const Templa
   // is ready (the agent keeps the process running).
   auto fd = instance.OpenSocket();
   if (!fd) co_return Unexpected(std::move(fd).error().Wrap("agent socket"));
+  const std::string address(instance.address());
   KILN_CO_ASSIGN_OR_RETURN(
-      auto connected, co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1",
+      auto connected, co_await http::ClientConnection::ConnectFd(std::move(*fd), address,
                                                                  options_.agent_port, milliseconds(2000)));
   auto conn = std::make_shared<http::ClientConnection>(std::move(connected));
   http::ClientRequest req;
@@ -348,8 +351,9 @@ http::Task<Status> SandboxManager::InitAgent(Instance& instance, const Sandbox& 
   std::string body = InitBody(env, sb.row.envd_token, tmpl.default_user, tmpl.workdir);
   auto fd = instance.OpenSocket();
   if (!fd) co_return Unexpected(std::move(fd).error().Wrap("agent socket"));
+  const std::string address(instance.address());
   KILN_CO_ASSIGN_OR_RETURN(
-      auto conn, co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1",
+      auto conn, co_await http::ClientConnection::ConnectFd(std::move(*fd), address,
                                                             options_.agent_port, milliseconds(2000)));
   http::ClientRequest req;
   req.method = http::Verb::post;
@@ -363,8 +367,28 @@ http::Task<Status> SandboxManager::InitAgent(Instance& instance, const Sandbox& 
   co_return Status();
 }
 
+Result<Runtime*> SandboxManager::RuntimeFor(const TemplateSpec& tmpl,
+                                            const std::map<std::string, std::string>& metadata) const {
+  std::string name = tmpl.runtime;
+  if (auto it = metadata.find(kRuntimeMetadataKey); it != metadata.end()) name = it->second;
+  if (name.empty() || name == runtime_.name()) return &runtime_;
+  if (auto it = options_.runtimes.find(name); it != options_.runtimes.end() && it->second) {
+    return it->second;
+  }
+  std::string known(runtime_.name());
+  for (const auto& [n, r] : options_.runtimes) {
+    if (r && n != runtime_.name()) known += ", " + n;
+  }
+  return Fail(Errc::kInvalidArgument, "unknown runtime \"" + name + "\" (this kilnd runs: " + known + ")");
+}
+
+Result<Runtime*> SandboxManager::RuntimeFor(const TemplateSpec& tmpl) const {
+  static const std::map<std::string, std::string> kNoMetadata;
+  return RuntimeFor(tmpl, kNoMetadata);
+}
+
 http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
-    const std::string& id, const TemplateSpec& tmpl,
+    const std::string& id, const TemplateSpec& tmpl, Runtime* runtime,
     std::optional<std::filesystem::path> files_from, bool allow_internet) {
   InstanceSpec spec;
   spec.id = id;
@@ -375,7 +399,9 @@ http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
   spec.limits = options_.limits;
   spec.egress.internet = allow_internet;
   if (options_.dns && options_.dns->enabled()) spec.resolv_conf = std::string(kSandboxResolvConf);
-  Runtime* runtime = &runtime_;
+  // A sandbox restored with its processes still runs its service.
+  bool start_service = !tmpl.start_cmd.empty() &&
+                       !(spec.files_from && runtime->snapshots_keep_processes());
   auto create = [runtime, spec]() -> Result<std::shared_ptr<Instance>> {
     auto inst = runtime->Create(spec);
     if (!inst) return Unexpected(std::move(inst).error());
@@ -395,7 +421,7 @@ http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
     co_return Unexpected(std::move(st).error());
   }
   co_await WarmUp(*instance);
-  if (!tmpl.start_cmd.empty()) {
+  if (start_service) {
     if (auto st = co_await StartService(*instance, tmpl); !st) {
       co_await Destroy(instance);
       co_return Unexpected(std::move(st).error());
@@ -444,8 +470,14 @@ http::Task<void> SandboxManager::RefillPool(std::string template_id) {
                {"error", tmpl.error().message()});
       break;
     }
+    auto runtime = RuntimeFor(*tmpl);
+    if (!runtime) {
+      KILN_LOG(Warn, "pool refill: no runtime", {"template", template_id},
+               {"error", runtime.error().message()});
+      break;
+    }
     std::string id = NewSandboxId();
-    auto inst = co_await StartInstance(id, *tmpl, std::nullopt, true);
+    auto inst = co_await StartInstance(id, *tmpl, *runtime, std::nullopt, true);
     if (!inst) {
       ++failures;
       KILN_LOG(Warn, "pool refill failed", {"template", template_id},
@@ -480,9 +512,11 @@ http::Task<Result<SandboxRow>> SandboxManager::Create(CreateParams params) {
   row.memory_mb = static_cast<uint32_t>(options_.limits.memory_bytes >> 20);
   row.disk_mb = static_cast<uint32_t>(options_.limits.disk_bytes >> 20);
 
+  KILN_CO_ASSIGN_OR_RETURN(Runtime * runtime, RuntimeFor(tmpl, row.metadata));
+  KILN_CO_ASSIGN_OR_RETURN(Runtime * pooled_runtime, RuntimeFor(tmpl));
   std::shared_ptr<Instance> instance;
   auto& entries = pool_[tmpl.name];
-  if (!entries.empty()) {
+  if (!entries.empty() && runtime == pooled_runtime) {
     PoolEntry e = std::move(entries.front());
     entries.pop_front();
     row.id = e.id;
@@ -497,7 +531,7 @@ http::Task<Result<SandboxRow>> SandboxManager::Create(CreateParams params) {
   } else {
     MaybeRefill(tmpl.name);
     row.id = NewSandboxId();
-    auto started = co_await StartInstance(row.id, tmpl, std::nullopt, params.allow_internet);
+    auto started = co_await StartInstance(row.id, tmpl, runtime, std::nullopt, params.allow_internet);
     if (!started) co_return Unexpected(std::move(started).error());
     instance = std::move(*started);
     WatchExit(row.id, instance);
@@ -661,6 +695,13 @@ http::Task<Status> SandboxManager::Pause(std::string id) {
   sb->row.state = "paused";
   sb->row.snapshot_dir = dest.string();
   KILN_CO_TRY(Persist(*sb));
+  // The whole sandbox is on disk: stop it, resume restores it from there.
+  if (auto runtime = RuntimeFor(sb->tmpl, sb->row.metadata);
+      runtime && (*runtime)->snapshots_keep_processes() && sb->instance) {
+    sb->dns.reset();
+    std::shared_ptr<Instance> stopped = std::move(sb->instance);
+    co_await Destroy(std::move(stopped));
+  }
   KILN_LOG(Info, "sandbox paused", {"sandbox", id});
   co_return Status();
 }
@@ -691,8 +732,15 @@ http::Task<Result<std::pair<SandboxRow, bool>>> SandboxManager::Connect(std::str
     TemplateSpec tmpl = sb->tmpl;
     auto resolved = templates_(sb->row.template_id);
     if (resolved) tmpl = *resolved;
-    auto started = co_await StartInstance(id, tmpl, std::filesystem::path(sb->row.snapshot_dir),
-                                          sb->row.allow_internet);
+    auto runtime = RuntimeFor(tmpl, sb->row.metadata);
+    Result<std::shared_ptr<Instance>> started = Unexpected(Error(Errc::kInternal, "no runtime"));
+    if (!runtime) {
+      started = Unexpected(std::move(runtime).error());
+    } else {
+      started = co_await StartInstance(id, tmpl, *runtime,
+                                       std::filesystem::path(sb->row.snapshot_dir),
+                                       sb->row.allow_internet);
+    }
     if (!started) {
       st = Unexpected(std::move(started).error());
     } else {

@@ -39,7 +39,13 @@ struct TemplateSpec {
   std::vector<std::string> start_cmd;
   uint16_t ready_port = 0;
   std::string ready_path = "/";
+  // The runtime its sandboxes use by default (a name of ManagerOptions::runtimes or the
+  // default runtime's); empty: kilnd's default.
+  std::string runtime;
 };
+
+// Sandbox metadata key that picks the runtime for one sandbox ("ns", "vm").
+inline constexpr char kRuntimeMetadataKey[] = "kiln.runtime";
 using TemplateResolver = std::function<Result<TemplateSpec>(std::string_view name)>;
 
 struct ManagerOptions {
@@ -64,6 +70,10 @@ struct ManagerOptions {
   DnsForwarder* dns = nullptr;
   // Port of kiln-envd inside every sandbox (tests point it elsewhere).
   uint16_t agent_port = 49983;
+  // More runtimes by name besides the default one the manager is constructed with (which is
+  // also known by its name()). A sandbox runs in the runtime its metadata kRuntimeMetadataKey
+  // names, else in its template's, else in the default. Not owned; must outlive the manager.
+  std::map<std::string, Runtime*> runtimes;
 };
 
 struct CreateParams {
@@ -135,8 +145,13 @@ class SandboxManager {
   };
 
   http::Task<Result<std::shared_ptr<Instance>>> StartInstance(
-      const std::string& id, const TemplateSpec& tmpl, std::optional<std::filesystem::path> files_from,
-      bool allow_internet);
+      const std::string& id, const TemplateSpec& tmpl, Runtime* runtime,
+      std::optional<std::filesystem::path> files_from, bool allow_internet);
+  // The runtime for a sandbox of `tmpl` with `metadata` (see ManagerOptions::runtimes);
+  // kInvalidArgument naming the runtimes there are for an unknown one.
+  Result<Runtime*> RuntimeFor(const TemplateSpec& tmpl,
+                              const std::map<std::string, std::string>& metadata) const;
+  Result<Runtime*> RuntimeFor(const TemplateSpec& tmpl) const;  // no metadata: the pool's
   http::Task<Status> WaitAgentReady(Instance& instance);
   http::Task<void> WarmUp(Instance& instance);
   http::Task<Status> StartService(Instance& instance, const TemplateSpec& tmpl);

@@ -72,11 +72,13 @@ class ManagerTest : public ::testing::Test {
     o.agent_port = agent_->port();
     o.metrics_interval = metrics;
     o.pool_min_available_bytes = 0;
-    TemplateResolver resolve = [](std::string_view name) -> Result<TemplateSpec> {
+    o.runtimes = extra_runtimes_;
+    TemplateResolver resolve = [this](std::string_view name) -> Result<TemplateSpec> {
       if (name != "base") return Fail(Errc::kNotFound, "no template");
       TemplateSpec t;
       t.name = "base";
       t.rootfs = "/nonexistent";
+      t.runtime = template_runtime_;
       return t;
     };
     manager_ = std::make_unique<SandboxManager>(io_, *store_, *runtime_, resolve, o);
@@ -127,6 +129,8 @@ class ManagerTest : public ::testing::Test {
   std::thread thread_;
   std::mutex init_mu_;
   std::vector<std::string> inits_;
+  std::map<std::string, Runtime*> extra_runtimes_;
+  std::string template_runtime_;
 };
 
 TEST_F(ManagerTest, CreateClaimsFromThePoolAndConfiguresTheAgent) {
@@ -247,6 +251,75 @@ TEST_F(ManagerTest, PauseFreezesAndConnectThaws) {
   EXPECT_EQ(journal_->frozen, std::vector<std::string>{row->id});
   EXPECT_EQ(journal_->thawed, std::vector<std::string>{row->id});
   EXPECT_EQ(journal_->created.size(), 1u);  // thawed, not re-created
+}
+
+TEST_F(ManagerTest, MetadataOrTemplatePicksTheRuntime) {
+  auto vm_journal = std::make_shared<Journal>();
+  FakeRuntime vm(vm_journal, "vm", /*keeps_processes=*/true);
+  extra_runtimes_ = {{"vm", &vm}};
+  StartManager(1);
+  ASSERT_TRUE(WaitUntil([&] { return manager_->pool_ready("base") == 1; }, std::chrono::seconds(10)));
+  // The pool is the template's default runtime's; a sandbox asking for vm is not taken from it.
+  CreateParams p;
+  p.metadata = {{kRuntimeMetadataKey, "vm"}};
+  auto row = Run([&]() { return manager_->Create(p); });
+  ASSERT_TRUE(row) << row.error().message();
+  EXPECT_EQ(manager_->pool_ready("base"), 1u);
+  {
+    std::lock_guard l(vm_journal->mu);
+    EXPECT_EQ(vm_journal->created, std::vector<std::string>{row->id});
+  }
+  // Pausing a runtime whose snapshots keep the processes stops the instance; resuming
+  // creates it again from the snapshot.
+  ASSERT_TRUE(Run([&]() { return manager_->Pause(row->id); }));
+  {
+    std::lock_guard l(vm_journal->mu);
+    EXPECT_EQ(vm_journal->killed, std::vector<std::string>{row->id});
+  }
+  auto resumed = Run([&]() { return manager_->Connect(row->id, 60); });
+  ASSERT_TRUE(resumed) << resumed.error().message();
+  EXPECT_TRUE(resumed->second);
+  {
+    std::lock_guard l(vm_journal->mu);
+    ASSERT_EQ(vm_journal->created.size(), 2u);
+    ASSERT_TRUE(vm_journal->files_from[1].has_value());
+    EXPECT_TRUE(vm_journal->thawed.empty());
+  }
+  CreateParams bad;
+  bad.metadata = {{kRuntimeMetadataKey, "warp"}};
+  auto err = Run([&]() { return manager_->Create(bad); });
+  ASSERT_FALSE(err);
+  EXPECT_EQ(err.error().code(), Errc::kInvalidArgument);
+  EXPECT_NE(err.error().message().find("fake, vm"), std::string::npos) << err.error().message();
+  // Explicitly the default runtime by its name.
+  CreateParams fake;
+  fake.metadata = {{kRuntimeMetadataKey, "fake"}};
+  EXPECT_TRUE(Run([&]() { return manager_->Create(fake); }));
+  Run([this]() -> http::Task<int> {
+    co_await manager_->Shutdown();
+    co_return 0;
+  });
+}
+
+TEST_F(ManagerTest, TemplateDefaultRuntimeAlsoFillsThePool) {
+  auto vm_journal = std::make_shared<Journal>();
+  FakeRuntime vm(vm_journal, "vm", true);
+  extra_runtimes_ = {{"vm", &vm}};
+  template_runtime_ = "vm";
+  StartManager(1);
+  ASSERT_TRUE(WaitUntil([&] { return manager_->pool_ready("base") == 1; }, std::chrono::seconds(10)));
+  auto row = Run([&]() { return manager_->Create(CreateParams{}); });
+  ASSERT_TRUE(row);
+  {
+    std::lock_guard l(vm_journal->mu);
+    EXPECT_NE(std::find(vm_journal->created.begin(), vm_journal->created.end(), row->id),
+              vm_journal->created.end());
+  }
+  EXPECT_EQ(Created(), 0u);  // nothing in the default runtime
+  Run([this]() -> http::Task<int> {
+    co_await manager_->Shutdown();
+    co_return 0;
+  });
 }
 
 TEST_F(ManagerTest, KillUnknownIsFalseAndKillRemoves) {

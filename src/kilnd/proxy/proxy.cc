@@ -139,7 +139,8 @@ http::Task<void> Proxy::Handle(http::Exchange& ex, Result<ProxyTarget> target) {
     KILN_LOG(Warn, "proxy socket", {"sandbox", id}, {"error", fd.error().message()});
     co_return (void)co_await ex.Respond(SandboxError(502, id, "The sandbox is not reachable"));
   }
-  auto conn = co_await http::ClientConnection::ConnectFd(std::move(*fd), "127.0.0.1", target->port,
+  const std::string address((*instance)->address());
+  auto conn = co_await http::ClientConnection::ConnectFd(std::move(*fd), address, target->port,
                                                          kConnectTimeout);
   if (!conn) {
     co_return (void)co_await ex.Respond(

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/error.h"
@@ -71,13 +72,18 @@ class Instance {
   virtual pid_t init_pid() const = 0;
 
   // A new, non-blocking, close-on-exec TCP socket that lives in the sandbox's network
-  // namespace; connect it to 127.0.0.1:<port> to reach a port inside the sandbox. The
+  // namespace; connect it to address():<port> to reach a port inside the sandbox. The
   // sandbox needs no address routable from the host for this.
   virtual Result<UniqueFd> OpenSocket() = 0;
-  // The same for a UDP socket (kilnd serves the sandbox's DNS on its loopback with one).
+  // Where OpenSocket()'s sockets reach the sandbox: its own loopback for the ns runtime
+  // (the socket is in the sandbox's network namespace), the guest's address for vm.
+  virtual std::string_view address() const { return "127.0.0.1"; }
+  // The same for a UDP socket (kilnd serves the sandbox's DNS with one, bound to
+  // dns_address():53, the nameserver in the sandbox's resolv.conf).
   virtual Result<UniqueFd> OpenUdpSocket() {
     return Fail(Errc::kUnimplemented, "no UDP sockets in this runtime");
   }
+  virtual std::string_view dns_address() const { return "127.0.0.53"; }
 
   // Stops / restarts every process in the sandbox (cgroup freezer). Memory stays resident.
   virtual Status Freeze() = 0;
@@ -113,6 +119,12 @@ class Runtime {
   // Removes what a previous kilnd left behind when it died (processes, cgroups, firewall
   // state). Called once at start-up, before any Create.
   virtual Status CleanupStale() = 0;
+
+  // Whether Instance::SnapshotFiles saves the whole sandbox (memory and processes, not only
+  // its files) and Create with `files_from` brings it back running as it was: the
+  // orchestrator then stops a paused instance at once (its memory is on disk) and does not
+  // start the template's service again on resume.
+  virtual bool snapshots_keep_processes() const { return false; }
 };
 
 }  // namespace kiln::kilnd
