@@ -1,16 +1,22 @@
 #include "envd/control_routes.h"
 
+#include <fcntl.h>
+#include <linux/random.h>
+#include <sys/ioctl.h>
 #include <sys/statvfs.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <vector>
 
 #include "base/encoding.h"
 #include "base/log.h"
+#include "base/unique_fd.h"
 #include "envd/agent.h"
 #include "wire/json_util.h"
 
@@ -51,7 +57,36 @@ std::map<std::string, uint64_t> ReadMeminfo() {
   return out;
 }
 
+// Mixes host randomness into the kernel's pool, credited in full, and makes the crng reseed
+// from it now. Sandboxes restored from one snapshot start with the same RNG state; this is
+// what tells them apart. Both ioctls need CAP_SYS_ADMIN in the initial user namespace: in the
+// ns runtime (root of a user namespace, the host's kernel RNG) they fail with EPERM, which is
+// fine, because there is no shared state to fix.
+Status AddEntropy(const std::string& bytes) {
+  UniqueFd fd(open("/dev/urandom", O_WRONLY | O_CLOEXEC));
+  if (!fd) return FailErrno("open /dev/urandom");
+  // struct rand_pool_info ends in a flexible array of u32; build it in u32 storage.
+  std::vector<uint32_t> storage(2 + (bytes.size() + 3) / 4);
+  auto* info = reinterpret_cast<rand_pool_info*>(storage.data());
+  info->entropy_count = static_cast<int>(bytes.size() * 8);
+  info->buf_size = static_cast<int>(bytes.size());
+  std::memcpy(info->buf, bytes.data(), bytes.size());
+  int rc = ioctl(fd.get(), RNDADDENTROPY, info);
+  explicit_bzero(storage.data(), storage.size() * sizeof(uint32_t));
+  if (rc < 0) return FailErrno("ioctl RNDADDENTROPY");
+  if (ioctl(fd.get(), RNDRESEEDCRNG) < 0) return FailErrno("ioctl RNDRESEEDCRNG");
+  return {};
+}
+
 }  // namespace
+
+std::optional<std::string> DecodeInitEntropy(std::string_view base64) {
+  std::optional<std::string> bytes = Base64Decode(base64);
+  if (!bytes || bytes->size() < kMinInitEntropy || bytes->size() > kMaxInitEntropy) {
+    return std::nullopt;
+  }
+  return bytes;
+}
 
 ControlRoutes::ControlRoutes(boost::asio::io_context& io, AgentState& state)
     : io_(io), state_(state) {
@@ -98,10 +133,21 @@ http::Response ControlRoutes::Init(const http::RequestHead& head, const std::str
   auto user = wire::GetString(req, "defaultUser", "default_user");
   auto workdir = wire::GetString(req, "defaultWorkdir", "default_workdir");
   auto timestamp = wire::GetString(req, "timestamp");
+  auto entropy_text = wire::GetString(req, "entropy");
   for (const Error* e : {env ? nullptr : &env.error(), token ? nullptr : &token.error(),
                          user ? nullptr : &user.error(), workdir ? nullptr : &workdir.error(),
-                         timestamp ? nullptr : &timestamp.error()}) {
+                         timestamp ? nullptr : &timestamp.error(),
+                         entropy_text ? nullptr : &entropy_text.error()}) {
     if (e) return http::Response::JsonError(400, e->message());
+  }
+  std::optional<std::string> entropy;
+  if (*entropy_text) {
+    entropy = DecodeInitEntropy(**entropy_text);
+    if (!entropy) {
+      return http::Response::JsonError(400, "entropy must be base64 of " +
+                                                std::to_string(kMinInitEntropy) + ".." +
+                                                std::to_string(kMaxInitEntropy) + " bytes");
+    }
   }
   if (*user && !user->value().empty()) {
     if (!state_.users.Lookup(**user)) {
@@ -132,6 +178,17 @@ http::Response ControlRoutes::Init(const http::RequestHead& head, const std::str
       if (clock_settime(CLOCK_REALTIME, &want) != 0) {
         KILN_LOG(Warn, "cannot set the clock", {"error", strerror(errno)});
       }
+    }
+  }
+  if (entropy) {
+    Status st = AddEntropy(*entropy);
+    explicit_bzero(entropy->data(), entropy->size());
+    if (!st && st.error().code() == Errc::kPermissionDenied) {
+      KILN_LOG(Info, "not reseeding the kernel RNG (no CAP_SYS_ADMIN here)",
+               {"error", st.error().message()});
+    } else if (!st) {
+      KILN_LOG(Warn, "cannot reseed the kernel RNG", {"error", st.error().message()});
+      return http::Response::JsonError(500, "reseeding the kernel RNG: " + st.error().message());
     }
   }
   http::Response r = http::Response::Empty(204);

@@ -1,6 +1,7 @@
 #include "envd/control_routes.h"
 
 #include <stdlib.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/encoding.h"
 #include "envd/agent.h"
 
 namespace kiln::envd {
@@ -184,6 +186,46 @@ TEST_F(ControlRoutesTest, InitWithPastTimestampLeavesClockAlone) {
   // Only a timestamp well in the past: a future one would set this machine's clock.
   auto res = Call(Verb::post, "/init", R"({"timestamp":"2020-01-01T00:00:00.5+02:00"})");
   EXPECT_EQ(res.result_int(), 204);
+}
+
+// Real random bytes: as root these tests credit this machine's kernel RNG with them.
+std::string RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  EXPECT_EQ(getrandom(out.data(), n, 0), static_cast<ssize_t>(n));
+  return out;
+}
+
+TEST(InitEntropyTest, DecodesBase64OfTheAllowedSizes) {
+  EXPECT_EQ(DecodeInitEntropy(Base64Encode(std::string(32, 'a'))), std::string(32, 'a'));
+  EXPECT_EQ(DecodeInitEntropy(Base64Encode(std::string(512, '\xff'))), std::string(512, '\xff'));
+  EXPECT_EQ(DecodeInitEntropy(Base64EncodeNoPad(std::string(40, 'z'))), std::string(40, 'z'));
+  EXPECT_FALSE(DecodeInitEntropy(Base64Encode(std::string(31, 'a'))));
+  EXPECT_FALSE(DecodeInitEntropy(Base64Encode(std::string(513, 'a'))));
+  EXPECT_FALSE(DecodeInitEntropy(""));
+  EXPECT_FALSE(DecodeInitEntropy("not base64 at all, not base64 at all, not base64!!"));
+  EXPECT_FALSE(DecodeInitEntropy(Base64Encode(std::string(32, 'a')) + "\n"));
+}
+
+TEST_F(ControlRoutesTest, InitTakesEntropy) {
+  // As root on this host the ioctls succeed; elsewhere (no CAP_SYS_ADMIN) EPERM is only
+  // logged. Either way: 204, and the rest of the body still applies.
+  for (size_t n : {size_t{32}, size_t{512}}) {
+    json body = {{"entropy", Base64Encode(RandomBytes(n))}, {"envVars", {{"E", "1"}}}};
+    auto res = Call(Verb::post, "/init", body.dump());
+    EXPECT_EQ(res.result_int(), 204) << n << ": " << res.body();
+  }
+  EXPECT_EQ(state().env_vars.at("E"), "1");
+}
+
+TEST_F(ControlRoutesTest, InitRejectsBadEntropyAndChangesNothing) {
+  for (const json& bad : {json("%%%%"), json(Base64Encode(RandomBytes(31))),
+                          json(Base64Encode(RandomBytes(513))), json(7), json::array()}) {
+    json body = {{"entropy", bad}, {"defaultUser", "user"}};
+    auto res = Call(Verb::post, "/init", body.dump());
+    EXPECT_EQ(res.result_int(), 400) << bad.dump();
+    EXPECT_EQ(json::parse(res.body(), nullptr, false)["code"], 400) << bad.dump();
+  }
+  EXPECT_EQ(state().default_user, "root");
 }
 
 TEST_F(ControlRoutesTest, MetricsHasUpstreamShape) {
