@@ -1,5 +1,6 @@
 #include "kilnd/orchestrator/manager.h"
 
+#include <sys/random.h>
 #include <sys/statvfs.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -97,6 +98,12 @@ std::string InitBody(const std::map<std::string, std::string>& env, const std::s
   j["defaultWorkdir"] = workdir;
   int64_t now = NowMs();
   j["timestamp"] = FormatRfc3339(now / 1000, (now % 1000) * 1000000);
+  // Fresh randomness for the sandbox's kernel: sandboxes restored from one memory snapshot
+  // (vm runtime) would otherwise share their RNG state.
+  char seed[64];
+  if (getrandom(seed, sizeof seed, 0) == static_cast<ssize_t>(sizeof seed)) {
+    j["entropy"] = Base64Encode(std::string_view(seed, sizeof seed));
+  }
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include "base/encoding.h"
 #include "http/server.h"
 #include "kilnd/orchestrator/fake_runtime.h"
 
@@ -153,6 +154,9 @@ TEST_F(ManagerTest, CreateClaimsFromThePoolAndConfiguresTheAgent) {
     EXPECT_EQ(init["accessToken"], row->envd_token);
     EXPECT_EQ(init["defaultUser"], "user");
     EXPECT_EQ(init["defaultWorkdir"], "/home/user");
+    auto entropy = Base64Decode(init["entropy"].get<std::string>());
+    ASSERT_TRUE(entropy);
+    EXPECT_EQ(entropy->size(), 64u);
   }
   {
     std::lock_guard l(journal_->mu);
