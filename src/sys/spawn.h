@@ -45,6 +45,35 @@ struct SpawnSpec {
   };
   std::string root;
   std::vector<Mount> mounts;
+
+  // ---- Confinement (for QEMU and other helpers kilnd runs for a sandbox); all off by default.
+
+  // Descriptors the child gets at 3, 4, 5, ... in this order, without close-on-exec (e.g. a tap
+  // fd for `-netdev tap,fd=3`). Everything else from 3 up is still closed. The caller keeps
+  // ownership; a source may repeat, be a standard descriptor or already sit at any target.
+  std::vector<int> inherit_fds;
+  // A network namespace fd (e.g. /proc/<pid>/ns/net) the child enters (setns) before anything
+  // else namespaced. -1: the caller's namespace.
+  int netns_fd = -1;
+  // Namespaces the child gets for itself: any of CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUTS,
+  // CLONE_NEWNET, CLONE_NEWCGROUP and CLONE_NEWPID (others are kInvalidArgument; a user
+  // namespace would need id maps written from outside). CLONE_NEWNS makes every mount private
+  // (MS_REC | MS_PRIVATE) first. CLONE_NEWPID creates the child inside the new namespace
+  // (clone(CLONE_NEWPID)), where it is PID 1; the returned pid is its pid here, so kill() and
+  // pidfd_open() work as usual. As PID 1 it ignores signals it has no handler for, except
+  // SIGKILL/SIGSTOP sent from outside; when it exits, the kernel kills the rest of the namespace.
+  // /proc stays the host's unless `mounts` remount it.
+  int unshare_flags = 0;
+  // Open fds of cgroup.procs files (one per hierarchy: v1 memory/pids/cpu and the cgroup2
+  // group; see kilnd::cgroup::Cgroup::OpenProcsFiles). The child writes "0" to each first, so it
+  // runs in those groups before it execs. The caller keeps ownership.
+  std::vector<int> cgroup_procs_fds;
+  // PR_SET_NO_NEW_PRIVS: exec never grants privileges (setuid bits, file capabilities).
+  bool no_new_privs = false;
+  // PR_SET_PDEATHSIG: the child gets this signal when the THREAD that called Spawn exits (not
+  // the process: call Spawn from a thread that lives as long as the child should). Set after
+  // the identity switch (which would clear it); if the caller died before, the child exits.
+  int parent_death_signal = 0;
 };
 
 // Forks and execs `spec`. Returns the pid once exec succeeded; the caller must reap it. When
@@ -52,7 +81,12 @@ struct SpawnSpec {
 // "spawn /bin/x: chdir: No such file or directory"; a chdir failure is kInvalidArgument,
 // other stages map errno (exec ENOENT -> kNotFound, EACCES -> kPermissionDenied).
 // The child gets default signal dispositions, an empty signal mask and umask 022; every
-// descriptor of the agent but the three standard ones is closed.
+// descriptor of the agent but the three standard ones (and `inherit_fds`) is closed. As root,
+// the identity switch sets exactly `groups` (none when empty); a switch to a non-root uid drops
+// the effective, permitted and ambient capabilities (the bounding set stays: use no_new_privs).
+// Order in the child: cgroups, network namespace, session, descriptors, unshare, root jail,
+// identity, parent death signal, no_new_privs, cwd, signals, exec. A failing stage is named in
+// the error ("spawn /usr/bin/qemu: setns net: Invalid argument").
 Result<pid_t> Spawn(const SpawnSpec& spec);
 
 // Resolves `cmd` like execvp would, against the PATH value given: an absolute path must be a

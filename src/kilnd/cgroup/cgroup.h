@@ -15,8 +15,10 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/error.h"
+#include "base/unique_fd.h"
 
 namespace kiln::kilnd::cgroup {
 
@@ -51,6 +53,11 @@ class Cgroup {
   // Moves `pid` into the group. With `cloned_into` the process was created by clone3 with
   // CLONE_INTO_CGROUP(clone_into_fd()), so only hierarchies that did not cover are written.
   virtual Status Attach(pid_t pid, bool cloned_into = false) = 0;
+
+  // Opens the group's cgroup.procs in every hierarchy (O_WRONLY | O_CLOEXEC; the v1 limit
+  // controllers first, then cgroup2), for a child that joins the group itself before it execs:
+  // writing "0" moves the writer (sys::SpawnSpec::cgroup_procs_fds). The caller owns the fds.
+  virtual Result<std::vector<UniqueFd>> OpenProcsFiles() const = 0;
 
   // Freezes every process and returns once the kernel reports the group frozen
   // (cgroup.events "frozen 1"); kTimeout after `timeout`.

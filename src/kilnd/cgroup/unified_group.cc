@@ -1,6 +1,7 @@
 #include "kilnd/cgroup/unified_group.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -48,6 +49,20 @@ UnifiedGroup::~UnifiedGroup() {
     KILN_LOG(Warn, "cgroup remove failed", {"cgroup", name_},
              {"error", removed.error().message()});
   }
+}
+
+Result<std::vector<UniqueFd>> UnifiedGroup::OpenProcsFiles() const {
+  std::vector<UniqueFd> out;
+  for (const auto& dir : extra_dirs_) {
+    std::filesystem::path file = dir / "cgroup.procs";
+    UniqueFd fd(open(file.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) return FailErrno("open " + file.string());
+    out.push_back(std::move(fd));
+  }
+  UniqueFd fd(openat(unified_fd_.get(), "cgroup.procs", O_WRONLY | O_CLOEXEC));
+  if (!fd) return FailErrno("open " + (unified_dir_ / "cgroup.procs").string());
+  out.push_back(std::move(fd));
+  return out;
 }
 
 Status UnifiedGroup::Freeze(std::chrono::milliseconds timeout) {

@@ -24,6 +24,7 @@ class UnifiedGroup : public Cgroup {
   Status Thaw() override;
   Status Kill(std::chrono::milliseconds timeout) override;
   Status Remove() override;
+  Result<std::vector<UniqueFd>> OpenProcsFiles() const override;
 
  protected:
   // Directories of the other hierarchies (v1), removed after the unified one.
