@@ -37,6 +37,14 @@ inline std::filesystem::path VmInitBinary() {
   return self.parent_path() / "cmd" / "kiln-vminit";
 }
 
+// kiln-envd: $KILN_TEST_ENVD, else cmd/kiln-envd beside the test binary's directory.
+inline std::filesystem::path EnvdBinary() {
+  if (const char* env = getenv("KILN_TEST_ENVD"); env != nullptr && *env != '\0') return env;
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return self.parent_path() / "cmd" / "kiln-envd";
+}
+
 // The kernel cache: $KILN_VM_CACHE, else the default one (shared with kilnd).
 inline std::filesystem::path VmCacheDir() {
   if (const char* env = getenv("KILN_VM_CACHE"); env != nullptr && *env != '\0') return env;
