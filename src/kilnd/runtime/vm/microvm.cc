@@ -12,10 +12,20 @@ std::vector<std::string> MicrovmArgv(const MicrovmConfig& c) {
   add({"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"});
   // x-option-roms=off and no PIT/PIC: ~60 ms less boot (A7p). rtc stays on: the kernel
   // waits 2 s for a missing RTC.
-  add({"-M", "microvm,x-option-roms=off,isa-serial=on,pit=off,pic=off,rtc=on"});
+  std::string machine = "microvm,x-option-roms=off,isa-serial=on,pit=off,pic=off,rtc=on";
+  if (!c.memory_file.empty()) machine += ",memory-backend=mem";
+  add({"-M", machine});
   add({"-accel", c.accel == "tcg" ? "tcg,tb-size=64" : c.accel});
   if (!c.cpu.empty()) add({"-cpu", c.cpu});
   add({"-m", std::to_string(c.memory_mib), "-smp", std::to_string(c.cpus)});
+  if (!c.memory_file.empty()) {
+    add({"-object", "memory-backend-file,id=mem,size=" + std::to_string(c.memory_mib) +
+                        "M,mem-path=" + c.memory_file.string() +
+                        (c.memory_shared ? ",share=on" : ",share=off")});
+  }
+  // A snapshot taken while the guest runs restores into a running guest (the global state
+  // would otherwise record the source's post-migration "paused").
+  add({"-global", "migration.store-global-state=off"});
   add({"-kernel", c.kernel.string(), "-initrd", c.initrd.string(), "-append", c.cmdline});
   for (size_t i = 0; i < c.disks.size(); ++i) {
     const MicrovmDisk& d = c.disks[i];
@@ -28,8 +38,16 @@ std::vector<std::string> MicrovmArgv(const MicrovmConfig& c) {
   if (c.rng) {
     add({"-object", "rng-builtin,id=rng0", "-device", "virtio-rng-device,rng=rng0"});
   }
+  if (c.tap_fd >= 0) {
+    add({"-netdev", "tap,id=net0,fd=" + std::to_string(c.tap_fd), "-device",
+         "virtio-net-device,netdev=net0,mac=52:54:00:6b:69:6c"});
+  }
   if (c.serial == "stdio") {
     add({"-chardev", "stdio,id=con0,signal=off", "-serial", "chardev:con0"});
+  } else if (c.serial == "null") {
+    add({"-chardev", "null,id=con0", "-serial", "chardev:con0"});
+  } else if (c.serial.starts_with("file:")) {
+    add({"-chardev", "file,id=con0,path=" + c.serial.substr(5), "-serial", "chardev:con0"});
   } else {
     add({"-chardev", "socket,id=con0,path=" + c.serial + ",server=off", "-serial", "chardev:con0"});
   }
@@ -37,6 +55,7 @@ std::vector<std::string> MicrovmArgv(const MicrovmConfig& c) {
     add({"-chardev", "socket,id=qmp0,path=" + c.qmp_socket.string() + ",server=off", "-mon",
          "chardev=qmp0,mode=control"});
   }
+  if (c.incoming_defer) add({"-incoming", "defer"});
   if (c.seccomp) {
     add({"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"});
   }

@@ -32,9 +32,21 @@ struct MicrovmConfig {
   std::filesystem::path initrd;
   std::string cmdline;             // GuestKernelCmdline(...)
   std::vector<MicrovmDisk> disks;  // virtio-blk-device each: /dev/vda, /dev/vdb, ...
-  // The serial console (ttyS0): "stdio" (QEMU's stdout; stdin is not read), or a path of a
-  // unix socket QEMU connects to.
+  // The serial console (ttyS0): "stdio" (QEMU's stdout; stdin is not read), "null"
+  // (discarded), "file:PATH" (appended to PATH), or a path of a unix socket QEMU connects to.
   std::string serial = "stdio";
+  // Guest RAM from a file (memory-backend-file) instead of anonymous memory: shared, the
+  // guest writes into the file (a template boot whose RAM a snapshot keeps); private, the
+  // file's pages are mapped copy-on-write (a sandbox restored from that snapshot). Empty: -m.
+  std::filesystem::path memory_file;
+  bool memory_shared = false;
+  // A virtio-net NIC on a tap device whose descriptor QEMU inherits as this fd number
+  // (-netdev tap,fd=N, no vnet header); -1: no NIC. Its MAC is fixed: every guest sits alone
+  // in its own network namespace.
+  int tap_fd = -1;
+  // Start waiting for an incoming migration (-incoming defer): the guest does not run until
+  // QMP migrate-incoming has loaded a snapshot into it.
+  bool incoming_defer = false;
   // A unix socket listening on the host to which QEMU connects its QMP monitor (QEMU is the
   // client, so there is no race with QEMU creating a socket); empty: no QMP.
   std::filesystem::path qmp_socket;

@@ -1,0 +1,24 @@
+#pragma once
+
+// The guest's side of the network namespace every vm sandbox has, and waiting for its agent.
+// Every guest has the same addresses: each is alone in its own namespace (net/guest_link.h).
+
+#include <cstdint>
+
+#include "base/error.h"
+#include "kilnd/runtime/vm/child_process.h"
+
+namespace kiln::kilnd::vm {
+
+inline constexpr char kGuestAddress[] = "10.0.2.2";
+inline constexpr char kGuestAddressCidr[] = "10.0.2.2/24";
+inline constexpr char kGuestGateway[] = "10.0.2.1";
+inline constexpr uint16_t kGuestAgentPort = 49983;
+
+// Asks the guest's kiln-envd for GET /health from inside network namespace `netns_fd` until
+// it answers 2xx. kUnavailable when the process behind `pidfd` (QEMU) exits first, kTimeout at
+// `deadline` (quoting the last error).
+Status WaitGuestAgent(int netns_fd, int pidfd, Clock::time_point deadline,
+                      uint16_t port = kGuestAgentPort);
+
+}  // namespace kiln::kilnd::vm

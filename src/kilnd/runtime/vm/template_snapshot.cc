@@ -1,0 +1,238 @@
+#include "kilnd/runtime/vm/template_snapshot.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "base/log.h"
+#include "base/unique_fd.h"
+#include "kilnd/net/guest_link.h"
+#include "kilnd/net/netns.h"
+#include "kilnd/runtime/vm/disk_image.h"
+#include "kilnd/runtime/vm/file_io.h"
+#include "kilnd/runtime/vm/guest_agent.h"
+#include "kilnd/runtime/vm/qemu_process.h"
+
+namespace kiln::kilnd::vm {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+std::string FileStamp(const fs::path& path) {
+  struct stat st {};
+  if (path.empty() || stat(path.c_str(), &st) != 0) return "-";
+  return std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_ino);
+}
+
+}  // namespace
+
+uint64_t Fnv1a(std::string_view text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+namespace {
+
+std::string SafeName(std::string_view name) {
+  std::string out;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.';
+    out += ok ? c : '_';
+  }
+  return out.empty() ? "template" : out.substr(0, 64);
+}
+
+TemplateSnapshot Layout(const fs::path& dir, uint32_t memory_mib) {
+  TemplateSnapshot s;
+  s.dir = dir;
+  s.root_image = dir / "root.ext4";
+  s.agent_image = dir / "agent.ext4";
+  s.disk = dir / "disk.qcow2";
+  s.ram = dir / "ram";
+  s.state = dir / "state";
+  s.memory_mib = memory_mib;
+  return s;
+}
+
+// A file QEMU (running as uid/gid) opens read-write, created here with `size` bytes.
+Status PrepareOwnedFile(const fs::path& path, uint64_t size, uid_t uid, gid_t gid, mode_t mode) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, mode));
+  if (!fd) return FailErrno("create " + path.string());
+  if (size > 0 && ftruncate(fd.get(), static_cast<off_t>(size)) < 0) {
+    return FailErrno("size " + path.string());
+  }
+  if (fchown(fd.get(), uid, gid) < 0) return FailErrno("chown " + path.string());
+  if (fchmod(fd.get(), mode) < 0) return FailErrno("chmod " + path.string());
+  return {};
+}
+
+Status MakeReadOnly(const fs::path& path) {
+  if (chown(path.c_str(), 0, 0) < 0) return FailErrno("chown " + path.string());
+  if (chmod(path.c_str(), 0644) < 0) return FailErrno("chmod " + path.string());
+  return {};
+}
+
+std::string ConsoleTail(const fs::path& log) {
+  auto text = ReadWholeFile(log, 16u << 20);
+  if (!text || text->empty()) return "";
+  std::string t = text->size() > 2000 ? text->substr(text->size() - 2000) : *text;
+  while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) t.pop_back();
+  return "; guest console: " + t;
+}
+
+// Boots the template once and saves it. `dir` exists and holds the images.
+Status BootAndSave(const SnapshotBuild& b, const TemplateSnapshot& s) {
+  fs::path console = s.dir / "console.log";
+  KILN_TRY(PrepareOwnedFile(console, 0, b.qemu_uid, b.qemu_gid, 0600));
+  KILN_TRY(PrepareOwnedFile(s.ram, uint64_t{b.machine.memory_mib} << 20, b.qemu_uid, b.qemu_gid,
+                            0600));
+  if (chown(s.disk.c_str(), b.qemu_uid, b.qemu_gid) < 0) return FailErrno("chown " + s.disk.string());
+
+  KILN_ASSIGN_OR_RETURN(net::NetNamespace netns, net::NetNamespace::Create());
+  net::GuestLinkConfig link;
+  link.masquerade = false;  // the template boot has no way out
+  KILN_ASSIGN_OR_RETURN(UniqueFd tap, net::CreateGuestLink(netns.get(), link));
+
+  QemuLaunch launch;
+  launch.config = b.machine;
+  launch.config.memory_file = s.ram;
+  launch.config.memory_shared = true;
+  launch.config.disks = {{s.disk, "qcow2", false}, {s.agent_image, "raw", true}};
+  launch.config.serial = "file:" + console.string();
+  launch.run_dir = s.dir;
+  launch.uid = b.qemu_uid;
+  launch.gid = b.qemu_gid;
+  launch.netns_fd = netns.get();
+  launch.tap_fd = tap.get();
+  launch.timeout = b.qmp_timeout;
+  auto t0 = Clock::now();
+  KILN_ASSIGN_OR_RETURN(auto qemu, QemuProcess::Start(std::move(launch)));
+  tap.reset();
+
+  auto ready = WaitGuestAgent(netns.get(), qemu->pidfd(), Clock::now() + b.boot_timeout);
+  if (!ready) {
+    qemu->Kill();
+    return Fail(ready.error().code(),
+                "template boot: " + ready.error().message() + ConsoleTail(console));
+  }
+  auto t_ready = Clock::now();
+
+  Json caps = Json::array();
+  caps.push_back(Json{{"capability", "x-ignore-shared"}, {"state", true}});
+  caps.push_back(Json{{"capability", "events"}, {"state", true}});
+  KILN_TRY(qemu->Execute("migrate-set-capabilities", Json{{"capabilities", caps}}));
+  UniqueFd state(open(s.state.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!state) return FailErrno("create " + s.state.string());
+  KILN_TRY(qemu->SendFd("snapshot", state.get()));
+  state.reset();
+  KILN_TRY(qemu->Execute("migrate", Json{{"uri", "fd:snapshot"}}));
+  KILN_TRY(qemu->WaitMigration(std::chrono::seconds(120)));
+  KILN_TRY(qemu->Quit());
+  auto t_saved = Clock::now();
+  KILN_LOG(Info, "vm template snapshot saved", {"template", b.template_name},
+           {"boot_ms", std::chrono::duration_cast<std::chrono::milliseconds>(t_ready - t0).count()},
+           {"save_ms",
+            std::chrono::duration_cast<std::chrono::milliseconds>(t_saved - t_ready).count()});
+  // Sandboxes only read the disk from now on; the RAM file stays QEMU's (QEMU 7.2 opens it
+  // read-write even to map it privately).
+  KILN_TRY(MakeReadOnly(s.disk));
+  return {};
+}
+
+}  // namespace
+
+std::string GuestCmdline() {
+  return std::string("kiln.agent=/dev/vdb kiln.net=") + kGuestAddressCidr + "," + kGuestGateway +
+         " kiln.dns=" + kGuestGateway + " kiln.hostname=sandbox";
+}
+
+Result<std::string> SnapshotKey(const SnapshotBuild& b) {
+  Json k = Json::object();
+  k["format"] = 1;
+  k["rootfs"] = fs::absolute(b.rootfs).string();
+  k["rootfs_stamp"] = FileStamp(b.rootfs);
+  auto info = ReadWholeFile(b.rootfs.parent_path() / "template.json", 1u << 20);
+  k["template_json"] = info ? std::to_string(Fnv1a(*info)) : "-";
+  k["envd"] = FileStamp(b.envd_binary);
+  k["interp"] = FileStamp(b.interp_binary);
+  k["qemu"] = FileStamp(b.machine.qemu);
+  k["kernel"] = FileStamp(b.machine.kernel) + " " + b.kernel_release;
+  k["initrd"] = b.initrd_hash;
+  k["accel"] = b.machine.accel;
+  k["cpu"] = b.machine.cpu;
+  k["cpus"] = b.machine.cpus;
+  k["memory_mib"] = b.machine.memory_mib;
+  k["cmdline"] = b.cmdline_key;
+  k["disk_extra"] = b.disk_extra_bytes;
+  k["qemu_uid"] = b.qemu_uid;
+  return k.dump();
+}
+
+Result<TemplateSnapshot> EnsureTemplateSnapshot(const SnapshotBuild& b) {
+  KILN_ASSIGN_OR_RETURN(std::string key, SnapshotKey(b));
+  fs::path root = b.snapshot_root;
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) return Fail(Errc::kUnavailable, "create " + root.string() + ": " + ec.message());
+  char hash[17];
+  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(Fnv1a(key)));
+  fs::path dir = root / (SafeName(b.template_name) + "-" + hash);
+  TemplateSnapshot s = Layout(dir, b.machine.memory_mib);
+
+  UniqueFd lock(open((root / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock) return FailErrno("open snapshot lock");
+  if (flock(lock.get(), LOCK_EX) < 0) return FailErrno("lock snapshots");
+
+  if (auto have = ReadWholeFile(dir / "snapshot.json", 1u << 20); have && *have == key) return s;
+  fs::remove_all(dir, ec);
+  if (ec) return Fail(Errc::kUnavailable, "remove " + dir.string() + ": " + ec.message());
+  fs::create_directories(dir, ec);
+  if (ec) return Fail(Errc::kUnavailable, "create " + dir.string() + ": " + ec.message());
+  chmod(dir.c_str(), 0755);
+
+  KILN_LOG(Info, "building vm template snapshot", {"template", b.template_name},
+           {"dir", dir.string()});
+  auto t0 = Clock::now();
+  auto fail = [&dir](Error e) -> Result<TemplateSnapshot> {
+    std::error_code ignored;
+    fs::remove_all(dir, ignored);
+    return Unexpected(std::move(e));
+  };
+  TemplateImageOptions image;
+  image.extra_bytes = b.disk_extra_bytes;
+  if (auto st = BuildTemplateImage(b.rootfs, s.root_image, image); !st) {
+    return fail(std::move(st).error().Wrap("template image"));
+  }
+  std::vector<AgentFile> agent = {{b.envd_binary, "envd", 0755}};
+  if (!b.interp_binary.empty()) agent.push_back({b.interp_binary, "interp", 0755});
+  if (auto st = BuildAgentImage(agent, s.agent_image); !st) {
+    return fail(std::move(st).error().Wrap("agent image"));
+  }
+  if (auto st = CreateOverlay(s.root_image, "raw", s.disk); !st) {
+    return fail(std::move(st).error().Wrap("template disk"));
+  }
+  auto t_images = Clock::now();
+  if (auto st = BootAndSave(b, s); !st) return fail(std::move(st).error());
+  if (auto st = WriteWholeFile(dir / "snapshot.json", key, 0644); !st) {
+    return fail(std::move(st).error());
+  }
+  KILN_LOG(Info, "vm template snapshot ready", {"template", b.template_name},
+           {"images_ms",
+            std::chrono::duration_cast<std::chrono::milliseconds>(t_images - t0).count()},
+           {"total_ms",
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()});
+  return s;
+}
+
+}  // namespace kiln::kilnd::vm

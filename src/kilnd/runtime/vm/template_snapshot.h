@@ -1,0 +1,70 @@
+#pragma once
+
+// The snapshot of a template's booted guest that every vm sandbox of it is restored from.
+//
+// <snapshot root>/<template>-<key hash>/   (the root is normally <vm cache>/snapshots)
+//   root.ext4     the template rootfs as an ext4 image (read-only after the build)
+//   agent.ext4    kiln-envd and kiln-interp, mounted read-only at /.kiln in the guest
+//   disk.qcow2    the root disk's state at snapshot time (overlay of root.ext4; read-only)
+//   ram           the guest's RAM (QEMU maps it copy-on-write in every sandbox)
+//   state         QEMU's device state (migration stream without the RAM)
+//   console.log   the template boot's serial console
+//   snapshot.json the key it was built for; written last, so a directory without it is an
+//                 interrupted build and is rebuilt
+// A key covers everything the guest's memory depends on: the template's rootfs build, the
+// agent binaries, kernel, initramfs, accelerator, guest RAM and disk size.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "base/error.h"
+#include "kilnd/runtime/vm/microvm.h"
+
+namespace kiln::kilnd::vm {
+
+struct TemplateSnapshot {
+  std::filesystem::path dir;
+  std::filesystem::path root_image, agent_image, disk, ram, state;
+  uint32_t memory_mib = 0;
+};
+
+struct SnapshotBuild {
+  std::string template_name;          // for the directory name and logs
+  std::filesystem::path rootfs;       // the template rootfs
+  std::filesystem::path envd_binary;
+  std::filesystem::path interp_binary;  // may be empty
+  std::filesystem::path snapshot_root;  // holds one directory per snapshot
+  MicrovmConfig machine;              // qemu, accel, kernel, initrd, cmdline, cpus, memory_mib
+  std::string kernel_release;
+  std::string initrd_hash;            // of machine.initrd's content
+  // machine.cmdline without what may vary between runs of one host and does not shape the
+  // guest's memory (tsc_early_khz from /proc/cpuinfo).
+  std::string cmdline_key;
+  uint64_t disk_extra_bytes = 1ull << 30;
+  uid_t qemu_uid = 0;  // owner of the RAM file (QEMU opens it read-write)
+  gid_t qemu_gid = 0;
+  std::chrono::seconds boot_timeout{180};
+  std::chrono::milliseconds qmp_timeout{10000};
+};
+
+// 64-bit FNV-1a (cache keys, not security).
+uint64_t Fnv1a(std::string_view text);
+
+// The key of a build: a text that changes whenever the snapshot would differ.
+Result<std::string> SnapshotKey(const SnapshotBuild& build);
+
+// The snapshot for `build`: the cached one when its key matches, else a new one made by
+// booting the template (kiln-envd up and answering /health) and saving it. Not thread-safe
+// for one cache directory (the runtime serialises calls; a file lock guards against another
+// kilnd).
+Result<TemplateSnapshot> EnsureTemplateSnapshot(const SnapshotBuild& build);
+
+// The kiln.* kernel parameters of every guest: agent disk, network, DNS, hostname.
+std::string GuestCmdline();
+
+}  // namespace kiln::kilnd::vm
