@@ -238,6 +238,62 @@ bool Contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
+// kiln-vminit's failures end the VM with the step and errno text on the console: here
+// kiln.net asks for eth0, but the VM has no NIC.
+TEST_F(VmBootTest, VmInitFailsClearlyWithoutTheNic) {
+  GuestKernelOptions kopts;
+  kopts.cache_dir = testing::VmCacheDir();
+  auto kernel = EnsureGuestKernel(kopts);
+  ASSERT_TRUE(kernel) << kernel.error().message();
+  InitramfsSpec ispec;
+  ispec.vminit = testing::VmInitBinary();
+  ispec.modules_dir = kernel->modules_dir;
+  auto initramfs = BuildInitramfs(ispec);
+  ASSERT_TRUE(initramfs) << initramfs.error().message();
+  fs::path initrd = tmp_.path() / "initramfs.cpio";
+  ASSERT_TRUE(WriteWholeFile(initrd, initramfs->archive, 0644));
+  fs::path rootdir = tmp_.path() / "root";
+  for (const char* d : {"bin", "dev", "proc", "sys"}) fs::create_directories(rootdir / d);
+  fs::copy_file(kBusybox, rootdir / "bin/busybox");
+  fs::path image = tmp_.path() / "root.ext4";
+  TemplateImageOptions topts;
+  topts.extra_bytes = 0;
+  Status st = BuildTemplateImage(rootdir, image, topts);
+  ASSERT_TRUE(st) << st.error().message();
+
+  MicrovmConfig config;
+  config.qemu = kQemu;
+  config.kernel = kernel->vmlinux;
+  config.initrd = initrd;
+  config.disks.push_back({image, "raw", false});
+  GuestCmdlineOptions cmdline;
+  if (auto khz = HostTscKhz()) cmdline.tsc_khz = *khz;
+  cmdline.extra = {"kiln.net=10.0.2.2/24,10.0.2.1"};
+  cmdline.init = {"/bin/busybox", "echo", "init ran"};
+  config.cmdline = GuestKernelCmdline(cmdline);
+  std::vector<std::string> argv = MicrovmArgv(config);
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd out_r(p[0]), out_w(p[1]);
+  sys::SpawnSpec spec;
+  spec.path = argv[0];
+  spec.argv = argv;
+  spec.stdout_fd = out_w.get();
+  spec.stderr_fd = out_w.get();
+  auto qemu = ChildProcess::Start(spec);
+  ASSERT_TRUE(qemu) << qemu.error().message();
+  out_w.reset();
+  const std::string want = "kiln-vminit: kiln.net is set but eth0 is missing (no NIC?): ";
+  auto console = ReadUntil(out_r.get(), qemu->pidfd(), Clock::now() + std::chrono::seconds(60),
+                           [&want](const std::string& text) { return Contains(text, want); });
+  ASSERT_TRUE(console) << console.error().message();
+  EXPECT_FALSE(Contains(*console, "init ran"));
+  // The kernel panics (PID 1 exited) and -no-reboot ends QEMU.
+  auto status = qemu->Wait(Clock::now() + std::chrono::seconds(30));
+  ASSERT_TRUE(status) << status.error().message();
+  EXPECT_TRUE(WIFEXITED(*status)) << DescribeWaitStatus(*status);
+}
+
 // kilnd's layout: the rootfs as a template image under a qcow2 overlay (vda), kiln-envd on
 // the agent image (vdb, /.kiln), a tap in a network namespace (as net::CreateGuestLink makes
 // it for a sandbox), kiln-vminit preparing the guest for the agent, the agent as PID 1.
