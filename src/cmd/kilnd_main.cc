@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -29,6 +30,7 @@
 #include "kilnd/orchestrator/store.h"
 #include "kilnd/proxy/proxy.h"
 #include "kilnd/runtime/ns/ns_runtime.h"
+#include "kilnd/runtime/vm/vm_runtime.h"
 #include "kilnd/template/template_store.h"
 
 namespace {
@@ -60,6 +62,14 @@ struct Flags {
   bool build_only = false;
   std::vector<std::string> blocked;
   std::vector<std::string> dns;
+  // Runtimes: the default one, whether vm is available besides it, per-template defaults.
+  std::string runtime = "ns";
+  bool vm = false;
+  std::map<std::string, std::string> template_runtimes;
+  fs::path vminit;  // default: kiln-vminit beside this binary
+  std::string vm_accel = "auto";
+  uint32_t vm_memory_mb = 512;
+  std::string vm_console = "null";
   log::Level level = log::Level::kInfo;
   bool json_log = false;
 };
@@ -70,6 +80,8 @@ void Usage() {
                "             [--envd PATH] [--interp PATH] [--name NAME] [--subnet CIDR] [--domain DOMAIN]\n"
                "             [--templates LIST] [--pool-size N] [--interp-pool-size N] [--memory-mb N] [--cpus N] [--disk-mb N] [--pids N]\n"
                "             [--default-timeout SECONDS] [--block CIDR]... [--dns IP[:PORT]]... [--no-build] [--build-only]\n"
+               "             [--runtime ns|vm] [--vm] [--template-runtime TEMPLATE=RUNTIME]...\n"
+               "             [--vm-accel auto|kvm|tcg] [--vm-memory-mb N] [--vm-console DIR] [--vminit PATH]\n"
                "             [--log-level LEVEL] [--json-log]\n"
                "\n"
                "  --listen         control API and sandbox proxy (default 127.0.0.1:3000; port 0 = any)\n"
@@ -87,7 +99,16 @@ void Usage() {
                "  --block          a destination sandboxes may not reach, in addition to the host, its\n"
                "                   directly connected networks, private and link-local ranges\n"
                "  --no-build       do not build missing templates (use what is built)\n"
-               "  --build-only     build the templates if needed, then exit\n");
+               "  --build-only     build the templates if needed, then exit\n"
+               "  --runtime        default runtime of every template: ns (namespaces, default) or vm\n"
+               "                   (a QEMU microVM per sandbox)\n"
+               "  --vm             also offer the vm runtime (a sandbox created with metadata\n"
+               "                   kiln.runtime=vm uses it)\n"
+               "  --template-runtime  a template's default runtime, e.g. base=vm (repeatable)\n"
+               "  --vm-accel       vm accelerator (default auto: KVM where it can run standard guests,\n"
+               "                   else TCG, software emulation: a development mode)\n"
+               "  --vm-memory-mb   guest RAM of vm sandboxes (default 512)\n"
+               "  --vm-console     directory for vm sandboxes' console logs (debugging; default none)\n");
 }
 
 bool ParseUint(const char* s, uint64_t& out) {
@@ -193,6 +214,37 @@ bool ParseFlags(int argc, char** argv, Flags& f) {
       f.level = *level;
     } else if (a == "--json-log") {
       f.json_log = true;
+    } else if (a == "--runtime") {
+      const char* v = value();
+      if (!v || (std::string_view(v) != "ns" && std::string_view(v) != "vm")) return false;
+      f.runtime = v;
+    } else if (a == "--vm") {
+      f.vm = true;
+    } else if (a == "--template-runtime") {
+      const char* v = value();
+      if (!v) return false;
+      std::string s = v;
+      size_t eq = s.find('=');
+      if (eq == std::string::npos || eq == 0) return false;
+      std::string rt = s.substr(eq + 1);
+      if (rt != "ns" && rt != "vm") return false;
+      f.template_runtimes[s.substr(0, eq)] = rt;
+    } else if (a == "--vminit") {
+      const char* v = value();
+      if (!v) return false;
+      f.vminit = v;
+    } else if (a == "--vm-accel") {
+      const char* v = value();
+      if (!v) return false;
+      f.vm_accel = v;
+      if (f.vm_accel != "auto" && f.vm_accel != "kvm" && f.vm_accel != "tcg") return false;
+    } else if (a == "--vm-memory-mb") {
+      if (!ParseUint(value(), n) || n < 64 || n > 65536) return false;
+      f.vm_memory_mb = static_cast<uint32_t>(n);
+    } else if (a == "--vm-console") {
+      const char* v = value();
+      if (!v) return false;
+      f.vm_console = v;
     } else {
       return false;
     }
@@ -326,7 +378,27 @@ int main(int argc, char** argv) {
   if (!runtime) return Fatal("runtime", runtime.error());
   if (auto st = (*runtime)->CleanupStale(); !st) return Fatal("runtime cleanup", st.error());
 
-  TemplateResolver resolve = [&templates](std::string_view name) -> Result<TemplateSpec> {
+  bool want_vm = flags.vm || flags.runtime == "vm";
+  for (const auto& [t, rt] : flags.template_runtimes) want_vm = want_vm || rt == "vm";
+  std::unique_ptr<vm::VmRuntime> vm_runtime;
+  if (want_vm) {
+    vm::VmRuntimeOptions vo;
+    vo.name = flags.name;
+    vo.network = network->get();
+    vo.vminit = flags.vminit.empty() ? SelfDir() / "kiln-vminit" : flags.vminit;
+    vo.accel = flags.vm_accel;
+    vo.memory_mib = flags.vm_memory_mb;
+    vo.disk_extra_bytes = flags.disk_mb << 20;
+    vo.console = flags.vm_console;
+    auto created = vm::VmRuntime::Create(vo);
+    if (!created) return Fatal("vm runtime", created.error());
+    vm_runtime = std::move(*created);
+    if (auto st = vm_runtime->CleanupStale(); !st) return Fatal("vm runtime cleanup", st.error());
+    std::printf("kilnd: vm runtime: %s%s\n", vm_runtime->accel().c_str(),
+                vm_runtime->accel() == "tcg" ? " (software emulation: development mode, slow)" : "");
+  }
+
+  TemplateResolver resolve = [&templates, &flags](std::string_view name) -> Result<TemplateSpec> {
     auto info = templates.Get(name);
     if (!info) {
       if (info.error().code() == Errc::kNotFound || info.error().code() == Errc::kInvalidArgument) {
@@ -343,6 +415,11 @@ int main(int argc, char** argv) {
     spec.start_cmd = info->start_cmd;
     spec.ready_port = info->ready_port;
     spec.ready_path = info->ready_path;
+    if (auto it = flags.template_runtimes.find(spec.name); it != flags.template_runtimes.end()) {
+      spec.runtime = it->second;
+    } else {
+      spec.runtime = flags.runtime;
+    }
     return spec;
   };
 
@@ -385,6 +462,7 @@ int main(int argc, char** argv) {
       }
     }
     m.default_timeout_s = flags.default_timeout_s;
+    if (vm_runtime) m.runtimes["vm"] = vm_runtime.get();
 
     SandboxManager manager(io, **store, **runtime, resolve, m);
     if (auto st = manager.Start(); !st) return Fatal("orchestrator", st.error());

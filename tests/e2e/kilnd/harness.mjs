@@ -9,6 +9,9 @@ import { createInterface } from 'node:readline'
 import { waitFor } from '../wait.mjs'
 
 export const KILND = process.env.KILN_KILND
+// The runtime every sandbox of these tests uses: ns (default) or vm (KILN_E2E_RUNTIME=vm runs
+// the same files with a QEMU microVM per sandbox).
+export const RUNTIME = process.env.KILN_E2E_RUNTIME ?? 'ns'
 export const TEMPLATE_DIR = process.env.KILN_TEMPLATE_DIR ?? '/var/cache/kiln/templates'
 if (!KILND) throw new Error('KILN_KILND (path of the kilnd binary) is not set; use tests/e2e/run-kilnd.sh')
 
@@ -39,9 +42,10 @@ export class Kilnd {
   async start() {
     // Code-interpreter sandboxes (kernels started ahead) only for the files that use them.
     const pool = this.args.includes('--interp-pool-size') ? [] : ['--interp-pool-size', '0']
+    const runtime = RUNTIME === 'ns' ? [] : ['--runtime', RUNTIME]
     const args = [
       '--listen', '127.0.0.1:0', '--data-dir', this.dataDir, '--template-dir', TEMPLATE_DIR,
-      '--name', this.name, '--subnet', this.subnet, ...pool, ...this.args,
+      '--name', this.name, '--subnet', this.subnet, ...pool, ...runtime, ...this.args,
     ]
     const proc = spawn(KILND, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.proc = proc
@@ -104,8 +108,8 @@ export function hostLeftovers(name) {
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
   out.mounts = mounts.filter((m) => m.includes(`kiln-${name}`) || m.includes(`/${name}/`))
   out.cgroups = []
-  for (const dir of [`/sys/fs/cgroup/unified/kiln-${name}`, `/sys/fs/cgroup/memory/kiln-${name}`,
-                     `/sys/fs/cgroup/pids/kiln-${name}`, `/sys/fs/cgroup/kiln-${name}`]) {
+  for (const dir of ['unified/', 'memory/', 'pids/', ''].flatMap((h) =>
+    [`/sys/fs/cgroup/${h}kiln-${name}`, `/sys/fs/cgroup/${h}kiln-${name}-vm`])) {
     if (existsSync(dir)) {
       const procs = existsSync(join(dir, 'cgroup.procs')) ? readFileSync(join(dir, 'cgroup.procs'), 'utf8').trim() : ''
       out.cgroups.push({ dir, procs })
@@ -145,4 +149,34 @@ export async function startPeer(name, hostAddr, nsAddr, port = 8080) {
 // Deletes a namespace made by startPeer (its veth goes with it).
 export function removePeer(name) {
   try { ip('netns', 'del', name) } catch {}
+}
+
+// The cgroup.procs file of a sandbox's group (either cgroup layout), or undefined.
+export function sandboxProcsFile(name, id) {
+  const parent = RUNTIME === 'vm' ? `kiln-${name}-vm` : `kiln-${name}`
+  return [`/sys/fs/cgroup/unified/${parent}/${id}/cgroup.procs`, `/sys/fs/cgroup/${parent}/${id}/cgroup.procs`]
+    .find((f) => existsSync(f))
+}
+
+// Host pids of a sandbox's processes (ns: everything in it; vm: its QEMU).
+export function sandboxPids(name, id) {
+  const file = sandboxProcsFile(name, id)
+  if (!file) return []
+  return readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map(Number)
+}
+
+// The host pid whose death ends the sandbox: the agent, its PID 1 (ns), or QEMU (vm).
+export function sandboxInitPid(name, id) {
+  const pids = sandboxPids(name, id)
+  if (RUNTIME === 'vm') return pids[0]
+  return pids.find((p) => /NSpid:.*\s1$/m.test(readFileSync(`/proc/${p}/status`, 'utf8')))
+}
+
+export function alive(pid) {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
 }

@@ -2,9 +2,8 @@
 // through the proxy. E2B_API_URL and E2B_SANDBOX_URL both point at kilnd.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync, existsSync } from 'node:fs'
 import { Sandbox, SandboxNotFoundError } from 'e2b'
-import { startKilnd, waitFor, T } from './harness.mjs'
+import { startKilnd, waitFor, sandboxProcsFile, sandboxInitPid, T } from './harness.mjs'
 
 let kilnd
 let opts
@@ -249,12 +248,8 @@ async function rawGet(port, host, path) {
 
 test('a sandbox whose init dies (e.g. killed from the host) is retired', T, async () => {
   const sbx = await Sandbox.create('base', opts)
-  const dirs = [`/sys/fs/cgroup/unified/kiln-${kilnd.name}/${sbx.sandboxId}`, `/sys/fs/cgroup/kiln-${kilnd.name}/${sbx.sandboxId}`]
-  const dir = dirs.find((d) => existsSync(`${d}/cgroup.procs`))
-  assert.ok(dir, 'the sandbox has a cgroup')
-  const pids = readFileSync(`${dir}/cgroup.procs`, 'utf8').trim().split('\n').map(Number)
-  // The agent is the sandbox's PID 1: its NSpid ends in 1.
-  const init = pids.find((p) => /NSpid:.*\s1$/m.test(readFileSync(`/proc/${p}/status`, 'utf8')))
+  assert.ok(sandboxProcsFile(kilnd.name, sbx.sandboxId), 'the sandbox has a cgroup')
+  const init = sandboxInitPid(kilnd.name, sbx.sandboxId)
   assert.ok(init, 'found the sandbox init on the host')
   process.kill(init, 'SIGKILL')
   await waitFor(async () => {

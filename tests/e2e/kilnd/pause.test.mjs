@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { Sandbox } from 'e2b'
-import { startKilnd, waitFor, hostLeftovers, T } from './harness.mjs'
+import { startKilnd, waitFor, hostLeftovers, sandboxPids, alive, RUNTIME, T } from './harness.mjs'
 
 let kilnd
 let opts
@@ -98,8 +98,10 @@ test('kilnd killed with SIGKILL: nothing left behind, paused sandboxes survive w
   assert.equal(await keep.pause(), true)
   const lost = await Sandbox.create('base', opts)
   await lost.commands.run('sleep 6061', { background: true, timeoutMs: 0 })
-  // bash -l -c execs sleep a moment after the command started.
-  await waitFor(() => sleepers('6061') === 1, { what: 'sleep 6061 in the sandbox' })
+  // bash -l -c execs sleep a moment after the command started (ns: visible on the host).
+  if (RUNTIME === 'ns') await waitFor(() => sleepers('6061') === 1, { what: 'sleep 6061 in the sandbox' })
+  const lostPids = sandboxPids(kilnd.name, lost.sandboxId)
+  assert.ok(lostPids.length > 0, 'the sandbox has processes on the host')
 
   await kilnd.stop('SIGKILL')
   // The sandboxes' processes were children of kilnd's sandboxes; the next start must clean them.
@@ -108,8 +110,10 @@ test('kilnd killed with SIGKILL: nothing left behind, paused sandboxes survive w
 
   // The restarted kilnd removed what the dead one left: the lost sandbox's processes are gone.
   assert.equal(sleepers('6061'), 0)
+  assert.deepEqual(lostPids.filter(alive), [], 'processes of the lost sandbox are left')
+  const parent = RUNTIME === 'vm' ? `kiln-${kilnd.name}-vm` : `kiln-${kilnd.name}`
   for (const h of ['unified', 'memory', 'pids', 'cpu']) {
-    assert.equal(existsSync(`/sys/fs/cgroup/${h}/kiln-${kilnd.name}/${lost.sandboxId}`), false, `${h} cgroup left`)
+    assert.equal(existsSync(`/sys/fs/cgroup/${h}/${parent}/${lost.sandboxId}`), false, `${h} cgroup left`)
   }
   const left = hostLeftovers(kilnd.name)
   assert.equal(await Sandbox.kill(lost.sandboxId, opts), false, 'a running sandbox cannot survive kilnd')
