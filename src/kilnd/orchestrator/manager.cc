@@ -366,6 +366,9 @@ http::Task<Status> SandboxManager::InitAgent(Instance& instance, const Sandbox& 
   req.method = http::Verb::post;
   req.target = "/init";
   req.body = std::move(body);
+  // An agent that kept its state (a sandbox resumed with its memory) only takes a new /init
+  // from the holder of its token.
+  req.headers.set("X-Access-Token", sb.row.envd_token);
   KILN_CO_ASSIGN_OR_RETURN(auto res, co_await conn.Send(std::move(req), milliseconds(5000)));
   if (res.status / 100 != 2) {
     co_return Unexpected(Error(Errc::kInternal, "agent /init answered " +
@@ -694,21 +697,26 @@ http::Task<Status> SandboxManager::Pause(std::string id) {
   it = sandboxes_.find(id);
   if (it == sandboxes_.end()) co_return Unexpected(Error(Errc::kNotFound, "sandbox was killed while pausing"));
   sb = it->second.get();
-  sb->transitioning = false;
   if (!st) {
+    sb->transitioning = false;
     ArmTimer(*sb);
     co_return Unexpected(std::move(st).error().Wrap("pause"));
   }
   sb->row.state = "paused";
   sb->row.snapshot_dir = dest.string();
-  KILN_CO_TRY(Persist(*sb));
-  // The whole sandbox is on disk: stop it, resume restores it from there.
+  // The whole sandbox is on disk: stop it (still transitioning, so a resume waits until it is
+  // gone); resume restores it from the snapshot.
   if (auto runtime = RuntimeFor(sb->tmpl, sb->row.metadata);
       runtime && (*runtime)->snapshots_keep_processes() && sb->instance) {
     sb->dns.reset();
     std::shared_ptr<Instance> stopped = std::move(sb->instance);
     co_await Destroy(std::move(stopped));
+    it = sandboxes_.find(id);
+    if (it == sandboxes_.end()) co_return Unexpected(Error(Errc::kNotFound, "sandbox was killed while pausing"));
+    sb = it->second.get();
   }
+  sb->transitioning = false;
+  KILN_CO_TRY(Persist(*sb));
   KILN_LOG(Info, "sandbox paused", {"sandbox", id});
   co_return Status();
 }

@@ -172,10 +172,11 @@ export function sandboxInitPid(name, id) {
   return pids.find((p) => /NSpid:.*\s1$/m.test(readFileSync(`/proc/${p}/status`, 'utf8')))
 }
 
+// Whether `pid` is a live process (a zombie waiting for its reaper counts as dead).
 export function alive(pid) {
   try {
-    process.kill(pid, 0)
-    return true
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
   } catch {
     return false
   }

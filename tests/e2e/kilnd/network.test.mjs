@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { createSocket } from 'node:dgram'
 import { randomBytes } from 'node:crypto'
 import { Sandbox } from 'e2b'
-import { startKilnd, startPeer, removePeer, T } from './harness.mjs'
+import { startKilnd, startPeer, removePeer, RUNTIME, T } from './harness.mjs'
 
 const tag = randomBytes(3).toString('hex')
 const inet = `kni${tag}`
@@ -66,7 +66,8 @@ test('names resolve through kilnd and the internet is reachable by name', T, asy
   const sbx = await Sandbox.create('base', opts)
   try {
     const conf = await sbx.files.read('/etc/resolv.conf')
-    assert.match(conf, /^nameserver 127\.0\.0\.53$/m)
+    // The relay's address: the sandbox's own loopback (ns) or the guest's gateway (vm).
+    assert.match(conf, RUNTIME === 'vm' ? /^nameserver 10\.0\.2\.1$/m : /^nameserver 127\.0\.0\.53$/m)
     const r = await sbx.commands.run('getent ahostsv4 web.kiln-test.example | head -1')
     assert.match(r.stdout, /^203\.0\.113\.2\s/)
     assert.ok(queries > 0, 'the query reached the upstream resolver')

@@ -24,8 +24,16 @@ VmInstance::~VmInstance() { (void)Kill(); }
 Result<UniqueFd> VmInstance::OpenSocket() {
   std::lock_guard l(mu_);
   if (killed_) return Fail(Errc::kFailedPrecondition, "sandbox " + parts_.id + " is gone");
-  return net::SocketInNetns(parts_.netns.get(), AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                            0);
+  KILN_ASSIGN_OR_RETURN(UniqueFd fd, net::SocketInNetns(parts_.netns.get(), AF_INET,
+                                                        SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  // Closing aborts (RST) instead of a FIN handshake: once the guest is gone, a socket left
+  // retransmitting its FIN to it would keep the sandbox's network namespace (and its veth
+  // and address slot) alive for minutes. kilnd closes a connection only when done with it.
+  linger abort{1, 0};
+  if (setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &abort, sizeof abort) < 0) {
+    return FailErrno("SO_LINGER on a sandbox socket");
+  }
+  return fd;
 }
 
 Result<UniqueFd> VmInstance::OpenUdpSocket() {
