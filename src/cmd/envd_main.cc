@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <charconv>
 #include <cstdio>
@@ -16,6 +17,7 @@
 
 #include "base/log.h"
 #include "envd/agent.h"
+#include "envd/port_forward/port_forwarder.h"
 #include "envd/sudo/sudo_client.h"
 #include "envd/sudo/sudo_server.h"
 #include "http/server.h"
@@ -31,12 +33,19 @@ struct Flags {
   // agent is a sandbox's init (PID 1, root), else none (an agent started on some host must not
   // hand out root to that host's group `sudo`).
   std::optional<std::string> sudo_socket;
+  // Expose servers that listen only on loopback at this address (the vm runtime: the guest's
+  // address, which kilnd's proxy connects to). None: off.
+  std::optional<boost::asio::ip::address> forward_localhost;
 };
 
 void Usage() {
   std::fprintf(stderr,
                "usage: kiln-envd [--listen ADDR] [--port PORT] [--log-level debug|info|warn|error]"
-               " [--json-log] [--sudo-socket PATH | --no-sudo] [--version]\n");
+               " [--json-log] [--sudo-socket PATH | --no-sudo] [--forward-localhost ADDR]"
+               " [--version]\n"
+               "  --forward-localhost ADDR  relay connections to ADDR:PORT to a server that\n"
+               "      listens only on 127.0.0.1:PORT or [::1]:PORT (rescanned every 500 ms;\n"
+               "      the vm runtime passes the guest's address). Off by default.\n");
 }
 
 bool ParseFlags(int argc, char** argv, Flags& f) {
@@ -66,6 +75,13 @@ bool ParseFlags(int argc, char** argv, Flags& f) {
       const char* v = value();
       if (!v || *v == 0) return false;
       f.sudo_socket = v;
+    } else if (a == "--forward-localhost") {
+      const char* v = value();
+      if (!v) return false;
+      boost::system::error_code ec;
+      auto address = boost::asio::ip::make_address(v, ec);
+      if (ec || address.is_unspecified() || address.is_multicast()) return false;
+      f.forward_localhost = address;
     } else if (a == "--no-sudo") {
       f.sudo_socket = "";
     } else if (a == "--version") {
@@ -129,6 +145,14 @@ int main(int argc, char** argv) {
       // The agent is still useful without sudo: say why, keep going.
       KILN_LOG(Error, "sudo server not started", {"error", started.error().message()});
     }
+  }
+  std::unique_ptr<kiln::envd::port_forward::PortForwarder> forwarder;
+  if (flags.forward_localhost) {
+    kiln::envd::port_forward::PortForwarderOptions options;
+    options.forward_address = *flags.forward_localhost;
+    options.excluded_ports = {server.port()};
+    forwarder = std::make_unique<kiln::envd::port_forward::PortForwarder>(io, std::move(options));
+    forwarder->Start();
   }
   boost::asio::signal_set stop(io, SIGINT, SIGTERM);
   stop.async_wait([&](const boost::system::error_code&, int) { io.stop(); });
