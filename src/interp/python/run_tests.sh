@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs the tests of kiln's in-kernel Python/JS helpers (kiln_display, the bash
+# Runs the tests of kiln's in-kernel Python/JS helpers (kiln_display, kiln_ipykernel, the bash
 # and JavaScript wrapper kernels). Needs Debian's python3 with ipykernel,
 # jupyter_client, pandas, matplotlib, seaborn, and node on PATH.
 # Exits non-zero on failure.
@@ -12,5 +12,5 @@ export PYDEVD_DISABLE_FILE_VALIDATION=1
 export MPLCONFIGDIR="${TMPDIR:-/tmp}/kiln-interp-python-tests-mpl-$$"
 trap 'rm -rf "$MPLCONFIGDIR"' EXIT
 exec_status=0
-"$python" -m unittest -v test_display test_kernels || exec_status=$?
+"$python" -m unittest -v test_display test_kernels test_fast_kernel || exec_status=$?
 exit $exec_status

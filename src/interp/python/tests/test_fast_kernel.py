@@ -7,9 +7,13 @@ jupyter_client like kiln-interp would drive it.
 * FastKernelTest checks what a comparison cannot: output streaming while a
   cell runs, interrupts (also while output is being flushed), input(),
   matplotlib figures with kiln_display, history written to the database,
-  output of threads and forked children, exit when the parent dies.
+  output of threads, subprocesses and forked children (also forks while
+  another thread holds the stream locks), output order within a cell, large
+  output, magics, restart/shutdown, exit when the parent dies.
+* DeferSigintTest checks the SIGINT deferral around main-thread sends.
 """
 
+import ctypes
 import os
 import queue
 import re
@@ -23,6 +27,9 @@ import time
 import unittest
 
 from kernel_util import PYTHON, SRC, CellResult, start_kernel, stop_kernel
+
+sys.path.insert(0, SRC)
+import kiln_ipykernel  # noqa: E402  (unit tests of its pieces)
 
 FAST_ARGV = [PYTHON, os.path.join(SRC, "kiln_ipykernel.py"), "-f", "{connection_file}"]
 STOCK_ARGV = [PYTHON, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
@@ -105,6 +112,21 @@ def execute(kc, code, timeout=30, **kw):
     return res
 
 
+_SYS_TGKILL = {"x86_64": 234, "aarch64": 131}.get(os.uname().machine)
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def interrupt_main_thread(km):
+    """SIGINT to the kernel's main thread, the way kiln-interp interrupts
+    (tgkill); falls back to jupyter_client's process-directed signal."""
+    pid = km.provisioner.process.pid
+    if _SYS_TGKILL is None:
+        km.interrupt_kernel()
+        return
+    if _libc.syscall(_SYS_TGKILL, pid, pid, int(signal.SIGINT)) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 _PID_RE = re.compile(r"ipykernel_\d+")
 _ADDR_RE = re.compile(r" at 0x[0-9a-f]+")
@@ -175,6 +197,18 @@ SCRIPT = [
     "%time y = sum(range(10))",
     "y",
     "import warnings; warnings.warn('careful')",
+    "%%time\nprint('timed')",
+    "%%bash\necho bash-out\necho bash-out2",
+    "print('before'); raise ValueError('after print')",
+    "print('a'); display(1); print('b'); 2",
+    "from IPython.display import JSON, SVG, Latex\n"
+    "display(JSON({'k': [1, 2]})); display(Latex('$x$'));"
+    " display(SVG('<svg xmlns=\"http://www.w3.org/2000/svg\"/>'))",
+    "display({'text/plain': 'raw', 'application/json': {'r': 1}}, raw=True)",
+    "from IPython.display import update_display\n"
+    "display('first', display_id='kiln-d1'); update_display('second', display_id='kiln-d1')",
+    "print('gone'); from IPython.display import clear_output; clear_output(); print('kept')",
+    "import sys; sys.stdout.write('partial'); sys.stdout.flush(); print(' line'); 9",
 ]
 
 
@@ -198,7 +232,11 @@ class SameAsStockTest(unittest.TestCase):
             out.append(normalize(*collect(kc, kc.execute("print('nohist')", store_history=False, allow_stdin=False))))
             out.append(normalize(*collect(kc, kc.execute("len(In)", allow_stdin=False))))
             # stop_on_error (the default): a request queued behind an error is aborted.
-            first = kc.execute("raise RuntimeError('stop')", allow_stdin=False)
+            # The failing cell sleeps first so that the second request is
+            # queued when the error comes (ipykernel aborts only what is
+            # queued then; back-to-back sends could race under load).
+            first = kc.execute("import time; time.sleep(0.3); raise RuntimeError('stop')",
+                               allow_stdin=False)
             second = kc.execute("print('never')", allow_stdin=False)
             out.append(normalize(*collect(kc, first)))
             out.append(normalize(*collect(kc, second)))
@@ -377,6 +415,218 @@ class FastKernelTest(unittest.TestCase):
         texts = "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
         self.assertEqual(texts, "late\n")
 
+    def test_subprocess_output_belongs_to_its_cell(self):
+        # A child that has exited wrote into the fd-1/fd-2 pipe before the
+        # cell ended; that output is part of the cell, every time (without
+        # draining the pipe at the final flush, 10 of 50 such cells lost it
+        # to the next cell under load).
+        for i in range(20):
+            res = self.run_cell("import subprocess\n"
+                                "subprocess.run('echo out-%d; echo err-%d >&2', shell=True)" % (i, i))
+            self.assertEqual((res.stdout, res.stderr), ("out-%d\n" % i, "err-%d\n" % i))
+        res = self.run_cell("import os\nos.system('echo sys-out'); print('py-out')")
+        self.assertEqual(res.stdout, "sys-out\npy-out\n")
+
+    def test_fd_output_split_utf8_and_binary(self):
+        # A character split between two reads of the pipe, and bytes that are
+        # not UTF-8 (stock ipykernel's watcher thread dies on both, losing all
+        # later fd output).
+        res = self.run_cell("import os\nos.write(1, ('a' * 999 + '\u00e9\\n').encode())")
+        self.assertEqual(res.stdout, "a" * 999 + "\u00e9\n")
+        res = self.run_cell("import os\nos.write(1, b'bin \\xff\\xfe end\\n')")
+        self.assertEqual(res.stdout, "bin \ufffd\ufffd end\n")
+        res = self.run_cell("import os\nos.system('echo still-there')")
+        self.assertEqual(res.stdout, "still-there\n")
+
+    def test_large_output(self):
+        res = self.run_cell("print('x' * 10_000_000)", timeout=60)
+        self.assertEqual(len(res.stdout), 10_000_001)
+        self.assertEqual(set(res.stdout), {"x", "\n"})
+        # 3 MB through the fd pipe (more than it holds: the watcher must keep
+        # reading while the child writes).
+        res = self.run_cell("import subprocess\nsubprocess.run('yes 0123456789 | head -c 3000000',"
+                            " shell=True)", timeout=60)
+        self.assertEqual(len(res.stdout), 3000000)
+        self.assertEqual(res.stdout[:22], "0123456789\n" * 2)
+
+    def test_threads_output_complete_and_ordered(self):
+        res = self.run_cell(
+            "import threading, sys\n"
+            "def work(t):\n"
+            "    for i in range(300):\n"
+            "        print('t%d-%d' % (t, i), flush=(i % 7 == 0))\n"
+            "ts = [threading.Thread(target=work, args=(t,)) for t in range(6)]\n"
+            "[t.start() for t in ts]; [t.join() for t in ts]")
+        lines = res.stdout.splitlines()
+        self.assertEqual(len(lines), 6 * 300, res.stdout[-200:])
+        for t in range(6):
+            mine = [line for line in lines if line.startswith("t%d-" % t)]
+            self.assertEqual(mine, ["t%d-%d" % (t, i) for i in range(300)])
+
+    def test_output_order(self):
+        msg_id = self.kc.execute(
+            "print('a'); import sys; print('e', file=sys.stderr)\n"
+            "from IPython.display import display; display('d')\n"
+            "print('b')\n"
+            "raise ValueError('v')", stop_on_error=False, allow_stdin=False)
+        msgs, reply = collect(self.kc, msg_id)
+        seq = [(m["msg_type"], m["content"].get("text") or m["content"].get("ename")
+                or m["content"].get("data", {}).get("text/plain")) for m in msgs
+               if m["msg_type"] not in ("status", "execute_input")]
+        self.assertEqual(seq, [("stream", "a\n"), ("stream", "e\n"), ("display_data", "'d'"),
+                               ("stream", "b\n"), ("error", "ValueError")])
+        self.assertEqual(reply["content"]["status"], "error")
+        msg_id = self.kc.execute("print('p'); 5", allow_stdin=False)
+        msgs, _ = collect(self.kc, msg_id)
+        self.assertEqual([m["msg_type"] for m in msgs],
+                         ["status", "execute_input", "stream", "execute_result", "status"])
+
+    def test_bash_and_time_magics(self):
+        res = self.run_cell("%%bash\necho out; echo err >&2; echo out2")
+        self.assertEqual((res.stdout, res.stderr), ("out\nout2\n", "err\n"))
+        res = self.run_cell("%%time\nprint('t')\n6 * 7")
+        self.assertTrue(res.stdout.startswith("t\n"), res.stdout)
+        self.assertIn("Wall time", res.stdout)
+        self.assertEqual(res.results, [{"text/plain": "42"}])
+
+    def test_input_allowed(self):
+        msg_id = self.kc.execute("name = input('who? ')\nprint('hello', name)", allow_stdin=True)
+        req = self.kc.get_stdin_msg(timeout=10)
+        self.assertEqual(req["msg_type"], "input_request")
+        self.assertEqual(req["content"]["prompt"], "who? ")
+        self.kc.input("kiln")
+        msgs, reply = collect(self.kc, msg_id)
+        self.assertEqual(reply["content"]["status"], "ok")
+        text = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
+        self.assertEqual(text, "hello kiln\n")
+
+    def test_interrupt_main_thread_sleep(self):
+        msg_id = self.kc.execute("import time\ntime.sleep(30)", stop_on_error=False, allow_stdin=False)
+        time.sleep(0.3)
+        start = time.monotonic()
+        interrupt_main_thread(self.km)
+        msgs, reply = collect(self.kc, msg_id, timeout=10)
+        self.assertLess(time.monotonic() - start, 5)
+        self.assertEqual(reply["content"]["ename"], "KeyboardInterrupt")
+
+    def test_interrupt_print_flood(self):
+        # print() without flush: the Flusher thread sends while the main thread
+        # writes; the SIGINT lands in the writes or in a main-thread send.
+        for _ in range(3):
+            msg_id = self.kc.execute("i = 0\nwhile True:\n    print(i); i += 1",
+                                     stop_on_error=False, allow_stdin=False)
+            time.sleep(0.5)
+            interrupt_main_thread(self.km)
+            msgs, reply = collect(self.kc, msg_id, timeout=10)
+            self.assertEqual(reply["content"]["status"], "error")
+            self.assertEqual(reply["content"]["ename"], "KeyboardInterrupt")
+            text = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream"
+                           and m["content"]["name"] == "stdout")
+            lines = text.split("\n")[:-1]  # the last one may be cut
+            self.assertGreater(len(lines), 100)
+            self.assertEqual(lines, [str(i) for i in range(len(lines))])
+            self.assertEqual(self.run_cell("print('after')").stdout, "after\n")
+
+    def test_fork_while_locks_held(self):
+        # A child forked while another kernel thread holds the stream locks
+        # (say the Flusher in the middle of a send) must not deadlock on them.
+        # (os.fork: multiprocessing flushes the streams before it forks, which
+        # would wait for the held locks in the parent.)
+        res = self.run_cell(
+            "import os, threading, sys, kiln_ipykernel as k\n"
+            "held, release = threading.Event(), threading.Event()\n"
+            "def hold():\n"
+            "    with sys.stdout._flush_lock, sys.stdout._pipe_lock, k._flusher._cond:\n"
+            "        held.set(); release.wait()\n"
+            "t = threading.Thread(target=hold); t.start(); held.wait()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    try:\n"
+            "        print('child-ok'); sys.stdout.flush()\n"
+            "    finally:\n"
+            "        os._exit(0)\n"
+            "import time\n"
+            "deadline = time.monotonic() + 10\n"
+            "while time.monotonic() < deadline:\n"
+            "    done, status = os.waitpid(pid, os.WNOHANG)\n"
+            "    if done: break\n"
+            "    time.sleep(0.05)\n"
+            "else:\n"
+            "    os.kill(pid, 9); os.waitpid(pid, 0); status = 'hung'\n"
+            "release.set(); t.join()\n"
+            "time.sleep(0.3)\n"
+            "print('exit', status)", timeout=30)
+        self.assertIn("child-ok\n", res.stdout)
+        self.assertIn("exit 0\n", res.stdout)
+
+    def test_pool_output(self):
+        res = self.run_cell(
+            "import multiprocessing as mp\n"
+            "with mp.get_context('fork').Pool(2) as p: r = p.map(print, ['w1', 'w2', 'w3'])\n"
+            "import time; time.sleep(0.3)")
+        # Two workers write at once: their "wN" and "\n" may interleave (as
+        # with the stock kernel); every piece must arrive once.
+        self.assertEqual(sorted(re.findall(r"w\d", res.stdout)), ["w1", "w2", "w3"])
+        self.assertEqual(res.stdout.count("\n"), 3)
+
+
+class DeferSigintTest(unittest.TestCase):
+    """kiln_ipykernel._DeferSigint, in this (main) thread."""
+
+    def setUp(self):
+        self.saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def tearDown(self):
+        signal.signal(signal.SIGINT, self.saved)
+        kiln_ipykernel._signal = __import__("_signal")
+
+    def test_sigint_deferred_to_exit(self):
+        reached = []
+        with self.assertRaises(KeyboardInterrupt):
+            with kiln_ipykernel._defer_sigint:
+                signal.raise_signal(signal.SIGINT)
+                reached.append(1)
+        self.assertEqual(reached, [1])
+        self.assertIs(signal.getsignal(signal.SIGINT), signal.default_int_handler)
+        self.assertEqual(kiln_ipykernel._DeferSigint._depth, 0)
+
+    def test_nested(self):
+        with self.assertRaises(KeyboardInterrupt):
+            with kiln_ipykernel._defer_sigint:
+                with kiln_ipykernel._defer_sigint:
+                    signal.raise_signal(signal.SIGINT)
+                # the inner exit does not deliver it
+                self.assertEqual(kiln_ipykernel._DeferSigint._depth, 1)
+        self.assertEqual(kiln_ipykernel._DeferSigint._depth, 0)
+
+    def test_interrupt_while_entering_leaves_no_depth(self):
+        # signal.signal runs pending handlers before swapping: a
+        # KeyboardInterrupt can come out of __enter__. The deferral must keep
+        # working afterwards.
+        real = kiln_ipykernel._signal
+
+        class Raising:
+            getsignal = staticmethod(real.getsignal)
+
+            @staticmethod
+            def signal(signum, handler):
+                raise KeyboardInterrupt
+
+        kiln_ipykernel._signal = Raising
+        with self.assertRaises(KeyboardInterrupt):
+            with kiln_ipykernel._defer_sigint:
+                self.fail("body must not run")
+        kiln_ipykernel._signal = real
+        self.assertEqual(kiln_ipykernel._DeferSigint._depth, 0)
+        self.test_sigint_deferred_to_exit()
+
+    def test_ignored_sigint_left_alone(self):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with kiln_ipykernel._defer_sigint:
+            self.assertEqual(signal.getsignal(signal.SIGINT), signal.SIG_IGN)
+            signal.raise_signal(signal.SIGINT)
+        self.assertEqual(signal.getsignal(signal.SIGINT), signal.SIG_IGN)
+
 
 class LifecycleTest(unittest.TestCase):
     def test_history_written_at_shutdown(self):
@@ -395,6 +645,27 @@ class LifecycleTest(unittest.TestCase):
         finally:
             con.close()
         self.assertEqual(rows, (1,))
+
+    def test_shutdown_and_restart_exit_cleanly(self):
+        # The kernel exits by itself on shutdown_request (jupyter_client would
+        # kill it after 5 s otherwise: exit code -9) and a restart works.
+        km, kc = start(FAST_ARGV, "fast-restart")
+        try:
+            self.assertEqual(execute(kc, "print('one')").stdout, "one\n")
+            first = km.provisioner.process
+            start_at = time.monotonic()
+            km.restart_kernel(now=False)
+            self.assertLess(time.monotonic() - start_at, 4.5)
+            self.assertEqual(first.wait(timeout=5), 0)
+            kc.wait_for_ready(timeout=60)
+            res = execute(kc, "import os; print('two'); os.getpid()")
+            self.assertEqual(res.stdout, "two\n")
+            self.assertNotEqual(res.results[0]["text/plain"], str(first.pid))
+            second = km.provisioner.process
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=False)
+        self.assertEqual(second.wait(timeout=5), 0)
 
     def test_exits_when_parent_dies(self):
         # A middle process starts the kernel with JPY_PARENT_PID set to its own
