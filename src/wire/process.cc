@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include "base/encoding.h"
+#include "base/log.h"
 #include "wire/json_util.h"
 
 namespace kiln::wire {
@@ -145,6 +146,36 @@ json ListResponseJson(const std::vector<ProcessInfo>& processes) {
     list.push_back(std::move(info));
   }
   return json{{"processes", std::move(list)}};
+}
+
+// The stdout/stderr text and the end of a process.Process/Start stream (Connect envelopes of
+// {"event": {...}}), the last 2000 characters, for error messages.
+std::string ProcessStreamText(std::string_view raw) {
+  std::string text;
+  while (raw.size() >= 5) {
+    uint32_t len = (static_cast<uint32_t>(static_cast<uint8_t>(raw[1])) << 24) |
+                   (static_cast<uint32_t>(static_cast<uint8_t>(raw[2])) << 16) |
+                   (static_cast<uint32_t>(static_cast<uint8_t>(raw[3])) << 8) |
+                   static_cast<uint32_t>(static_cast<uint8_t>(raw[4]));
+    if (raw.size() - 5 < len) break;
+    nlohmann::json frame = nlohmann::json::parse(raw.substr(5, len), nullptr, false);
+    raw.remove_prefix(5 + len);
+    if (!frame.is_object() || !frame.contains("event") || !frame["event"].is_object()) continue;
+    const nlohmann::json& event = frame["event"];
+    if (auto data = event.find("data"); data != event.end() && data->is_object()) {
+      for (const char* stream : {"stdout", "stderr"}) {
+        auto it = data->find(stream);
+        if (it == data->end() || !it->is_string()) continue;
+        if (auto bytes = Base64Decode(it->get<std::string>())) text += *bytes;
+      }
+    }
+    if (auto end = event.find("end"); end != event.end() && end->is_object()) {
+      auto status = end->find("status");
+      text += "[exited: " + (status != end->end() && status->is_string() ? status->get<std::string>() : "?") + "]";
+    }
+  }
+  if (text.size() > 2000) text = "..." + text.substr(text.size() - 2000);
+  return log::Sanitize(text, 2100);
 }
 
 }  // namespace kiln::wire

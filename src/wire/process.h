@@ -102,4 +102,9 @@ struct ProcessInfo {
 // process.ListResponse
 nlohmann::json ListResponseJson(const std::vector<ProcessInfo>& processes);
 
+// The stdout/stderr text and the end of a raw process.Process/Start response stream (Connect
+// envelopes of {"event": {...}}), the last 2000 characters, sanitised for logs and error
+// messages ("... [exited: exit status 1]").
+std::string ProcessStreamText(std::string_view raw);
+
 }  // namespace kiln::wire

@@ -32,6 +32,6 @@ fi
 cd "$here"
 exec node --test \
   --test-concurrency="${KILN_E2E_CONCURRENCY:-2}" \
-  --test-timeout=300000 \
+  --test-timeout="${KILN_E2E_FILE_TIMEOUT:-300000}" \
   --test-reporter="${KILN_E2E_REPORTER:-spec}" \
   "${files[@]}"

@@ -17,6 +17,7 @@
 #include "http/connect.h"
 #include "kilnd/orchestrator/ids.h"
 #include "kilnd/orchestrator/offload.h"
+#include "wire/process.h"
 
 namespace kiln::kilnd {
 namespace asio = boost::asio;
@@ -55,36 +56,6 @@ std::string ServiceStartBody(const std::vector<std::string>& argv) {
   body["process"] = process;
   body["stdin"] = false;
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-// The stdout/stderr text and the end of a process.Process/Start stream (Connect envelopes of
-// {"event": {...}}), the last 2000 characters, for error messages.
-std::string ServiceOutputText(std::string_view raw) {
-  std::string text;
-  while (raw.size() >= 5) {
-    uint32_t len = (static_cast<uint32_t>(static_cast<uint8_t>(raw[1])) << 24) |
-                   (static_cast<uint32_t>(static_cast<uint8_t>(raw[2])) << 16) |
-                   (static_cast<uint32_t>(static_cast<uint8_t>(raw[3])) << 8) |
-                   static_cast<uint32_t>(static_cast<uint8_t>(raw[4]));
-    if (raw.size() - 5 < len) break;
-    json frame = json::parse(raw.substr(5, len), nullptr, false);
-    raw.remove_prefix(5 + len);
-    if (!frame.is_object() || !frame.contains("event") || !frame["event"].is_object()) continue;
-    const json& event = frame["event"];
-    if (auto data = event.find("data"); data != event.end() && data->is_object()) {
-      for (const char* stream : {"stdout", "stderr"}) {
-        auto it = data->find(stream);
-        if (it == data->end() || !it->is_string()) continue;
-        if (auto bytes = Base64Decode(it->get<std::string>())) text += *bytes;
-      }
-    }
-    if (auto end = event.find("end"); end != event.end() && end->is_object()) {
-      auto status = end->find("status");
-      text += "[exited: " + (status != end->end() && status->is_string() ? status->get<std::string>() : "?") + "]";
-    }
-  }
-  if (text.size() > 2000) text = "..." + text.substr(text.size() - 2000);
-  return log::Sanitize(text, 2100);
 }
 
 std::string InitBody(const std::map<std::string, std::string>& env, const std::string& token,
@@ -343,7 +314,7 @@ http::Task<Status> SandboxManager::StartService(Instance& instance, const Templa
   boost::system::error_code ignored;
   conn->stream().socket().close(ignored);
   if (!ready) {
-    std::string output = ServiceOutputText(*raw);
+    std::string output = wire::ProcessStreamText(*raw);
     co_return Unexpected(Error(ready.error().code(),
                                tmpl.start_cmd[0] + " not ready (" + ready.error().message() + ")" +
                                    (output.empty() ? "" : "; its output: " + output)));
@@ -409,8 +380,11 @@ http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
   spec.limits = options_.limits;
   spec.egress.internet = allow_internet;
   if (options_.dns && options_.dns->enabled()) spec.resolv_conf = std::string(kSandboxResolvConf);
-  // A sandbox restored with its processes still runs its service.
-  bool start_service = !tmpl.start_cmd.empty() &&
+  if (!tmpl.start_cmd.empty()) {
+    spec.service = InstanceSpec::Service{tmpl.start_cmd, tmpl.ready_port, tmpl.ready_path};
+  }
+  // A sandbox restored with its processes still runs its service; some runtimes start it.
+  bool start_service = !tmpl.start_cmd.empty() && !runtime->starts_services() &&
                        !(spec.files_from && runtime->snapshots_keep_processes());
   auto create = [runtime, spec]() -> Result<std::shared_ptr<Instance>> {
     auto inst = runtime->Create(spec);

@@ -49,6 +49,15 @@ struct InstanceSpec {
   // Content for /etc/resolv.conf in the sandbox's writable layer; empty leaves the
   // template's file alone.
   std::string resolv_conf;
+  // The template's service (e.g. kiln-interp), started as root through the agent and ready
+  // once GET http://address():<port><path> answers 2xx. Only a runtime whose
+  // starts_services() is true starts it itself; otherwise the orchestrator does.
+  struct Service {
+    std::vector<std::string> cmd;
+    uint16_t port = 0;
+    std::string path = "/";
+  };
+  std::optional<Service> service;
 };
 
 struct InstanceStats {
@@ -125,6 +134,10 @@ class Runtime {
   // orchestrator then stops a paused instance at once (its memory is on disk) and does not
   // start the template's service again on resume.
   virtual bool snapshots_keep_processes() const { return false; }
+
+  // Whether Create starts InstanceSpec::service itself (the vm runtime has it running in the
+  // template's memory snapshot), so a new sandbox is returned with it ready.
+  virtual bool starts_services() const { return false; }
 };
 
 }  // namespace kiln::kilnd

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { Sandbox } from '@e2b/code-interpreter'
-import { startKilnd, waitFor, T } from '../kilnd/harness.mjs'
+import { startKilnd, waitFor, RUNTIME, T } from '../kilnd/harness.mjs'
 
 let kilnd
 let opts
@@ -15,7 +15,10 @@ const plain = (s) => s.replace(/\x1b\[[0-9;]*m/g, '')
 before(async () => {
   kilnd = await startKilnd(['--pool-size', '0', '--interp-pool-size', '1'])
   opts = kilnd.env()
-  sbx = await Sandbox.create({ ...opts, envs: { GLOBAL_VAR: 'from-create' }, timeoutMs: 600_000 })
+  // Context create/restart starts a kernel: ~40 s under TCG (vm runtime), past the SDK's 60 s
+  // request timeout when two run back to back.
+  const slow = RUNTIME === 'vm' ? { requestTimeoutMs: 240_000 } : {}
+  sbx = await Sandbox.create({ ...opts, ...slow, envs: { GLOBAL_VAR: 'from-create' }, timeoutMs: 1_200_000 })
 })
 
 after(async () => {

@@ -15,8 +15,10 @@ export const RUNTIME = process.env.KILN_E2E_RUNTIME ?? 'ns'
 export const TEMPLATE_DIR = process.env.KILN_TEMPLATE_DIR ?? '/var/cache/kiln/templates'
 if (!KILND) throw new Error('KILN_KILND (path of the kilnd binary) is not set; use tests/e2e/run-kilnd.sh')
 
-// Per-test timeout for node:test; a missing feature must fail, never hang the run.
-export const T = { timeout: 60_000 }
+// Per-test timeout for node:test; a missing feature must fail, never hang the run. Under the
+// vm runtime on TCG (software emulation, ~10x slower code in the guest) a new Jupyter kernel
+// alone takes ~40 s, so tests get more time there.
+export const T = { timeout: process.env.KILN_E2E_RUNTIME === 'vm' ? 300_000 : 60_000 }
 
 let counter = 0
 

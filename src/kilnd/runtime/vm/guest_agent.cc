@@ -9,6 +9,9 @@
 // clang-format on
 
 #include "http/client.h"
+#include "http/connect.h"
+#include "wire/process.h"
+#include <nlohmann/json.hpp>
 #include "kilnd/net/netns.h"
 #include "kilnd/runtime/vm/run_sync.h"
 
@@ -17,13 +20,13 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// One GET /health; its status.
-http::Task<Result<unsigned>> GetHealth(UniqueFd fd, uint16_t port) {
+// One GET; its status.
+http::Task<Result<unsigned>> GetStatus(UniqueFd fd, uint16_t port, std::string path) {
   const std::string address = kGuestAddress;
   KILN_CO_ASSIGN_OR_RETURN(auto conn, co_await http::ClientConnection::ConnectFd(
                                           std::move(fd), address, port, milliseconds(1000)));
   http::ClientRequest req;
-  req.target = "/health";
+  req.target = path;
   KILN_CO_ASSIGN_OR_RETURN(auto res, co_await conn.Send(std::move(req), milliseconds(2000)));
   co_return res.status;
 }
@@ -33,9 +36,77 @@ bool Exited(int pidfd) {
   return pidfd >= 0 && poll(&p, 1, 0) == 1;
 }
 
+
+std::string ServiceStartBody(const std::vector<std::string>& argv) {
+  nlohmann::json args = nlohmann::json::array();
+  for (size_t i = 1; i < argv.size(); ++i) args.push_back(argv[i]);
+  nlohmann::json process = nlohmann::json::object();
+  process["cmd"] = argv.empty() ? std::string() : argv[0];
+  process["args"] = args;
+  process["cwd"] = "/";
+  nlohmann::json body = nlohmann::json::object();
+  body["process"] = process;
+  body["stdin"] = false;
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// Sends process.Process/Start and returns the connection with the stream's head read (a
+// shared_ptr: RunSync needs a default-constructible result).
+http::Task<Result<std::shared_ptr<http::ClientConnection>>> StartProcess(UniqueFd fd,
+                                                                         std::string body) {
+  const std::string address = kGuestAddress;
+  KILN_CO_ASSIGN_OR_RETURN(auto conn, co_await http::ClientConnection::ConnectFd(
+                                          std::move(fd), address, kGuestAgentPort, milliseconds(2000)));
+  http::ClientRequest req;
+  req.method = http::Verb::post;
+  req.target = "/process.Process/Start";
+  req.content_type = "application/connect+json";
+  req.headers.set(boost::beast::http::field::authorization, "Basic cm9vdDo=");  // root:
+  req.body = http::connect::EncodeEnvelope(0, body);
+  KILN_CO_ASSIGN_OR_RETURN(auto head, co_await conn.SendForStream(std::move(req), milliseconds(10000)));
+  if (head.status != 200) {
+    co_return Unexpected(Error(Errc::kInternal, "the agent answered HTTP " + std::to_string(head.status)));
+  }
+  co_return std::make_shared<http::ClientConnection>(std::move(conn));
+}
+
+// What the stream holds now (waiting at most `wait` for more).
+http::Task<Result<std::string>> Drain(http::ClientConnection& conn, milliseconds wait) {
+  std::string raw;
+  for (;;) {
+    auto piece = co_await conn.ReadSome(65536, wait);
+    if (!piece || piece->empty() || raw.size() > (256u << 10)) break;
+    raw += *piece;
+  }
+  co_return raw;
+}
+
 }  // namespace
 
+Status StartGuestService(int netns_fd, int pidfd, const std::vector<std::string>& argv,
+                         uint16_t port, const std::string& path, Clock::time_point deadline) {
+  if (argv.empty()) return Fail(Errc::kInvalidArgument, "empty service command");
+  boost::asio::io_context io;
+  KILN_ASSIGN_OR_RETURN(UniqueFd fd, net::SocketInNetns(netns_fd, AF_INET,
+                                                        SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  auto conn = RunSync(io, StartProcess(std::move(fd), ServiceStartBody(argv)));
+  if (!conn) return Unexpected(std::move(conn).error().Wrap("start " + argv[0]));
+  auto ready = WaitGuestHttp(netns_fd, pidfd, deadline, port, path);
+  if (!ready) {
+    auto raw = RunSync(io, Drain(**conn, milliseconds(200)));
+    std::string output = raw ? wire::ProcessStreamText(*raw) : "";
+    return Fail(ready.error().code(), argv[0] + " not ready (" + ready.error().message() + ")" +
+                                          (output.empty() ? "" : "; its output: " + output));
+  }
+  return {};
+}
+
 Status WaitGuestAgent(int netns_fd, int pidfd, Clock::time_point deadline, uint16_t port) {
+  return WaitGuestHttp(netns_fd, pidfd, deadline, port, "/health");
+}
+
+Status WaitGuestHttp(int netns_fd, int pidfd, Clock::time_point deadline, uint16_t port,
+                     const std::string& path) {
   boost::asio::io_context io;
   std::string last = "no answer";
   milliseconds delay(5);
@@ -43,15 +114,15 @@ Status WaitGuestAgent(int netns_fd, int pidfd, Clock::time_point deadline, uint1
     if (Exited(pidfd)) return Fail(Errc::kUnavailable, "qemu exited before the agent answered");
     KILN_ASSIGN_OR_RETURN(UniqueFd fd, net::SocketInNetns(netns_fd, AF_INET,
                                                           SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    auto status = RunSync(io, GetHealth(std::move(fd), port));
+    auto status = RunSync(io, GetStatus(std::move(fd), port, path));
     if (status && *status / 100 == 2) return {};
-    last = status ? "/health answered " + std::to_string(*status) : status.error().message();
+    last = status ? path + " answered " + std::to_string(*status) : status.error().message();
     // The guest is still booting: wait on QEMU's exit for a moment instead of sleeping.
     pollfd p{pidfd, POLLIN, 0};
     (void)poll(&p, pidfd >= 0 ? 1 : 0, static_cast<int>(delay.count()));
     delay = std::min(delay * 2, milliseconds(200));
   }
-  return Fail(Errc::kTimeout, "the guest's agent did not answer in time: " + last);
+  return Fail(Errc::kTimeout, "port " + std::to_string(port) + " in the guest did not answer in time: " + last);
 }
 
 }  // namespace kiln::kilnd::vm

@@ -4,6 +4,8 @@
 // Every guest has the same addresses: each is alone in its own namespace (net/guest_link.h).
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "kilnd/runtime/vm/child_process.h"
@@ -20,5 +22,15 @@ inline constexpr uint16_t kGuestAgentPort = 49983;
 // `deadline` (quoting the last error).
 Status WaitGuestAgent(int netns_fd, int pidfd, Clock::time_point deadline,
                       uint16_t port = kGuestAgentPort);
+
+// The same for GET `path` on `port` in the guest.
+Status WaitGuestHttp(int netns_fd, int pidfd, Clock::time_point deadline, uint16_t port,
+                     const std::string& path);
+
+// Starts `argv` in the guest as root through its agent (process.Process/Start, cwd /) and
+// waits until GET `path` on `port` answers 2xx; the process goes on running. On failure the
+// error quotes what the service printed.
+Status StartGuestService(int netns_fd, int pidfd, const std::vector<std::string>& argv,
+                         uint16_t port, const std::string& path, Clock::time_point deadline);
 
 }  // namespace kiln::kilnd::vm

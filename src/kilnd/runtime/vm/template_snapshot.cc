@@ -126,6 +126,15 @@ Status BootAndSave(const SnapshotBuild& b, const TemplateSnapshot& s) {
     return Fail(ready.error().code(),
                 "template boot: " + ready.error().message() + ConsoleTail(console));
   }
+  if (b.service) {
+    auto started = StartGuestService(netns.get(), qemu->pidfd(), b.service->cmd, b.service->port,
+                                     b.service->path, Clock::now() + b.boot_timeout);
+    if (!started) {
+      qemu->Kill();
+      return Fail(started.error().code(), "template service: " + started.error().message() +
+                                              ConsoleTail(console));
+    }
+  }
   auto t_ready = Clock::now();
 
   Json caps = Json::array();
@@ -176,6 +185,10 @@ Result<std::string> SnapshotKey(const SnapshotBuild& b) {
   k["cmdline"] = b.cmdline_key;
   k["disk_extra"] = b.disk_extra_bytes;
   k["qemu_uid"] = b.qemu_uid;
+  if (b.service) {
+    k["service"] = b.service->cmd;
+    k["service_ready"] = std::to_string(b.service->port) + b.service->path;
+  }
   return k.dump();
 }
 

@@ -19,10 +19,12 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "base/error.h"
+#include "kilnd/runtime/runtime.h"
 #include "kilnd/runtime/vm/microvm.h"
 
 namespace kiln::kilnd::vm {
@@ -46,6 +48,9 @@ struct SnapshotBuild {
   // guest's memory (tsc_early_khz from /proc/cpuinfo).
   std::string cmdline_key;
   uint64_t disk_extra_bytes = 1ull << 30;
+  // The template's service, started (as root, through the agent) before the snapshot, so
+  // every sandbox has it running and ready (kiln-interp with its kernels).
+  std::optional<InstanceSpec::Service> service;
   uid_t qemu_uid = 0;  // owner of the RAM file (QEMU opens it read-write)
   gid_t qemu_gid = 0;
   std::chrono::seconds boot_timeout{180};
@@ -59,7 +64,7 @@ uint64_t Fnv1a(std::string_view text);
 Result<std::string> SnapshotKey(const SnapshotBuild& build);
 
 // The snapshot for `build`: the cached one when its key matches, else a new one made by
-// booting the template (kiln-envd up and answering /health) and saving it. Not thread-safe
+// booting the template (kiln-envd up and answering /health, the service ready) and saving it. Not thread-safe
 // for one cache directory (the runtime serialises calls; a file lock guards against another
 // kilnd).
 Result<TemplateSnapshot> EnsureTemplateSnapshot(const SnapshotBuild& build);

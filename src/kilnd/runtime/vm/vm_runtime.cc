@@ -152,6 +152,7 @@ Result<std::unique_ptr<VmRuntime>> VmRuntime::Create(const VmRuntimeOptions& opt
   MicrovmConfig& m = shared->machine;
   m.qemu = o.qemu;
   m.accel = accel;
+  m.cpu = o.cpu;
   m.memory_mib = o.memory_mib;
   m.kernel = kernel.vmlinux;
   m.initrd = initrd;
@@ -178,6 +179,7 @@ Result<std::shared_ptr<const TemplateSnapshot>> VmRuntime::SnapshotFor(const Ins
   b.rootfs = spec.rootfs;
   b.envd_binary = spec.envd_binary;
   b.interp_binary = spec.interp_binary;
+  b.service = spec.service;
   b.snapshot_root = options_.snapshot_dir;
   b.machine = shared_->machine;
   b.kernel_release = kernel_.release;

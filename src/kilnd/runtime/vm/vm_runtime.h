@@ -53,6 +53,10 @@ struct VmRuntimeOptions {
   uint32_t qemu_uid = 99000;
   uint32_t qemu_gid = 99000;
   uint32_t memory_mib = 512;  // guest RAM (part of the template snapshot)
+  // The guest CPU model. "max" advertises every feature the accelerator emulates: with
+  // QEMU's default qemu64, OpenBLAS (numpy) picks a kernel by CPU model and dies on an AVX
+  // instruction the advertised features do not include (SIGILL under TCG).
+  std::string cpu = "max";
   // Room for the sandbox's writes on its root disk, beyond the template's files.
   uint64_t disk_extra_bytes = 1ull << 30;
   // Guest console: "null", or a directory that gets <id>.log per sandbox (debugging only: a
@@ -77,6 +81,7 @@ class VmRuntime final : public Runtime {
   Result<std::unique_ptr<Instance>> Create(const InstanceSpec& spec) override;
   Status CleanupStale() override;
   bool snapshots_keep_processes() const override { return true; }
+  bool starts_services() const override { return true; }  // they run in the snapshot
 
   // Builds (or finds) the snapshot of a template ahead of its first sandbox.
   Status Prepare(const InstanceSpec& spec);
