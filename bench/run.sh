@@ -25,3 +25,7 @@ if [[ ! -x "$build/bench/kilnd_create_bench" ]]; then ninja -C "$build" kilnd_cr
 echo "== interp_bench"
 if [[ ! -x "$build/bench/interp_bench" ]]; then ninja -C "$build" interp_bench; fi
 "$(dirname "$0")/interp_bench.sh" "$build"
+
+echo "== vm_bench"
+if [[ ! -x "$build/bench/vm_bench" ]]; then ninja -C "$build" vm_bench; fi
+"$(dirname "$0")/vm_bench.sh" "$build"
