@@ -36,6 +36,7 @@ struct Flags {
   std::string cwd = "/home/user";
   std::string kernel_log;  // empty: kernels' own output is dropped
   bool defaults = true;
+  bool stock_kernel = false;
   log::Level level = log::Level::kInfo;
 };
 
@@ -43,9 +44,12 @@ void Usage() {
   std::fprintf(stderr,
                "usage: kiln-interp [--listen ADDR] [--port PORT] [--envd-port PORT]\n"
                "                   [--runtime-dir DIR] [--user NAME] [--cwd DIR] [--kernel-log FILE]\n"
-               "                   [--no-default-contexts] [--log-level debug|info|warn|error]\n"
+               "                   [--no-default-contexts] [--stock-kernel]\n"
+               "                   [--log-level debug|info|warn|error]\n"
                "  Serves E2B's code-interpreter API (/execute, /contexts) on PORT (49999), running\n"
-               "  code in Jupyter kernels as NAME (user; \"\" = kiln-interp's own user).\n");
+               "  code in Jupyter kernels as NAME (user; \"\" = kiln-interp's own user).\n"
+               "  --stock-kernel starts python kernels with `python3 -m ipykernel_launcher` instead\n"
+               "  of kiln_ipykernel.py (the same ipykernel without its per-cell waits).\n");
 }
 
 bool ParsePort(const char* s, uint16_t& out) {
@@ -81,6 +85,8 @@ bool ParseFlags(int argc, char** argv, Flags& f) {
       if (!str(f.kernel_log)) return false;
     } else if (a == "--no-default-contexts") {
       f.defaults = false;
+    } else if (a == "--stock-kernel") {
+      f.stock_kernel = true;
     } else if (a == "--log-level") {
       const char* v = value();
       auto level = v ? log::ParseLevel(v) : std::nullopt;
@@ -138,6 +144,8 @@ int main(int argc, char** argv) {
   interp::ContextOptions context_options;
   context_options.runtime_dir = runtime_dir;
   context_options.python_dir = runtime_dir / "python";
+  context_options.python_launcher =
+      flags.stock_kernel ? interp::PythonLauncher::kStock : interp::PythonLauncher::kFast;
   context_options.user = flags.user;
   context_options.default_cwd = flags.cwd;
   context_options.env = KernelEnv();

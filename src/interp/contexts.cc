@@ -38,7 +38,7 @@ Contexts::Contexts(boost::asio::any_io_executor executor, ContextOptions options
 
 Result<KernelLaunch> Contexts::Launch(Language language, const std::string& cwd) const {
   KernelLaunch launch;
-  launch.argv = KernelArgv(language, options_.python_dir);
+  launch.argv = KernelArgv(language, options_.python_dir, options_.python_launcher);
   launch.env = options_.env;
   launch.cwd = cwd;
   launch.runtime_dir = options_.runtime_dir;

@@ -33,8 +33,10 @@ ExecuteOptions CellOptions();
 struct ContextOptions {
   // Connection files and ipc sockets go below (one private directory per kernel).
   std::filesystem::path runtime_dir = "/run/kiln-interp";
-  // kiln_display.py and the wrapper kernels (put on the kernels' PYTHONPATH).
+  // kiln_display.py, kiln_ipykernel.py and the wrapper kernels (put on the kernels' PYTHONPATH).
   std::filesystem::path python_dir = "/run/kiln-interp/python";
+  // kFast: python kernels through kiln_ipykernel.py; kStock: `python3 -m ipykernel_launcher`.
+  PythonLauncher python_launcher = PythonLauncher::kFast;
   // Kernels run as this user, with its groups; "" keeps kiln-interp's identity.
   std::string user = "user";
   std::string default_cwd = "/home/user";

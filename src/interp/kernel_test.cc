@@ -15,6 +15,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "interp/embedded_files.h"
+#include "interp/language.h"
 #include "sys/spawn.h"
 
 namespace kiln::interp {
@@ -119,9 +121,11 @@ class KernelTest : public ::testing::Test {
     return std::nullopt;
   }
 
-  void StartKernel() {
+  void StartKernel() { StartKernel(Launch()); }
+
+  void StartKernel(KernelLaunch launch) {
     std::optional<Result<std::unique_ptr<Kernel>>> k =
-        Run(Kernel::Start(io_.get_executor(), Launch()), 60s);
+        Run(Kernel::Start(io_.get_executor(), std::move(launch)), 60s);
     ASSERT_TRUE(k.has_value()) << "Start did not complete";
     ASSERT_TRUE(*k) << k->error().message();
     kernel_ = std::move(**k);
@@ -160,6 +164,27 @@ TEST_F(KernelTest, StartsAndAnswersKernelInfo) {
   kernel_.reset();
   io_.poll();
   EXPECT_TRUE(RuntimeDirEntries().empty());
+}
+
+// kiln-interp's python kernels: kiln_ipykernel.py, written out from the embedded files.
+TEST_F(KernelTest, FastLauncherFromEmbeddedFiles) {
+  std::filesystem::path py = tmp_ / "python";
+  ASSERT_TRUE(WritePythonFiles(py));
+  std::vector<std::string> argv = KernelArgv(Language::kPython, py);
+  ASSERT_EQ(argv.size(), 4u);
+  EXPECT_EQ(argv[1], (py / "kiln_ipykernel.py").string());
+  EXPECT_TRUE(std::filesystem::exists(argv[1]));
+  EXPECT_EQ(KernelArgv(Language::kPython, py, PythonLauncher::kStock),
+            (std::vector<std::string>{kPython, "-m", "ipykernel_launcher", "-f", "{connection_file}"}));
+  ASSERT_NO_FATAL_FAILURE(StartKernel(Launch(argv)));
+  std::vector<Message> outputs;
+  Result<ExecuteReply> r = Exec("import sys\nprint(1)\ntype(sys.stdout).__name__", &outputs);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->status, "ok");
+  EXPECT_EQ(StreamText(outputs, "stdout"), "1\n");
+  const Message* result = Find(outputs, "execute_result");
+  ASSERT_NE(result, nullptr);
+  EXPECT_EQ(result->content["data"]["text/plain"], "'FastOutStream'");
 }
 
 TEST_F(KernelTest, PrintStreamsStdout) {

@@ -54,10 +54,15 @@ std::string_view LanguageName(Language language) {
   return "python";
 }
 
-std::vector<std::string> KernelArgv(Language language, const std::filesystem::path& python_dir) {
+std::vector<std::string> KernelArgv(Language language, const std::filesystem::path& python_dir,
+                                    PythonLauncher launcher) {
   switch (language) {
     case Language::kPython:
-      return {"/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"};
+      if (launcher == PythonLauncher::kStock) {
+        return {"/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"};
+      }
+      return {"/usr/bin/python3", (python_dir / "kiln_ipykernel.py").string(), "-f",
+              "{connection_file}"};
     case Language::kJavaScript:
       return {"/usr/bin/python3", (python_dir / "kiln_js_kernel.py").string(), "-f",
               "{connection_file}"};

@@ -3,7 +3,9 @@
 // The languages kiln-interp runs and what differs between them: the kernel command and the
 // little pieces of code that set a context's working directory and environment variables.
 //
-//   python      ipykernel (`python3 -m ipykernel_launcher`), with kiln_display loaded
+//   python      Debian's ipykernel started by kiln_ipykernel.py (the stock kernel without its
+//               per-cell waits; `python3 -m ipykernel_launcher` with --stock-kernel), with
+//               kiln_display loaded
 //   javascript  kiln_js_kernel.py: a Jupyter wrapper kernel driving one node process
 //               ("js", "ts" and "typescript" run here too)
 //   bash        kiln_bash_kernel.py: a Jupyter wrapper kernel driving one bash process
@@ -24,9 +26,16 @@ enum class Language { kPython, kJavaScript, kBash };
 std::optional<Language> ParseLanguage(std::string_view name);
 std::string_view LanguageName(Language language);
 
+// How python kernels are started.
+enum class PythonLauncher {
+  kFast,   // python_dir/kiln_ipykernel.py: the same ipykernel without its per-cell waits
+  kStock,  // python3 -m ipykernel_launcher, what Jupyter runs (for A/B comparisons)
+};
+
 // The kernel command; "{connection_file}" is replaced by the kernel's connection file.
-// `python_dir` holds our Python files (kiln_display.py and the wrapper kernels).
-std::vector<std::string> KernelArgv(Language language, const std::filesystem::path& python_dir);
+// `python_dir` holds our Python files (kiln_display.py, kiln_ipykernel.py and the wrapper kernels).
+std::vector<std::string> KernelArgv(Language language, const std::filesystem::path& python_dir,
+                                    PythonLauncher launcher = PythonLauncher::kFast);
 
 // Setup code run silently once a kernel is up (python: loads kiln_display); may be empty.
 std::string KernelSetupCode(Language language);
