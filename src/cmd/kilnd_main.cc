@@ -423,6 +423,25 @@ int main(int argc, char** argv) {
     return spec;
   };
 
+  // The vm runtime's template snapshots (a boot of each template, its service started) are
+  // made before kilnd says it is ready, so no sandbox create waits for one.
+  if (vm_runtime) {
+    for (const auto& t : templates.List()) {
+      auto spec = resolve(t.name);
+      if (!spec || spec->runtime != "vm") continue;
+      if (!spec->start_cmd.empty() && flags.interp.empty()) continue;
+      InstanceSpec is;
+      is.rootfs = spec->rootfs;
+      is.envd_binary = flags.envd;
+      is.interp_binary = flags.interp;
+      if (!spec->start_cmd.empty()) {
+        is.service = InstanceSpec::Service{spec->start_cmd, spec->ready_port, spec->ready_path};
+      }
+      KILN_LOG(Info, "preparing the vm snapshot of a template", {"template", t.name});
+      if (auto st = vm_runtime->Prepare(is); !st) return Fatal("vm snapshot of " + t.name, st.error());
+    }
+  }
+
   std::vector<boost::asio::ip::udp::endpoint> resolvers;
   if (flags.dns.empty()) {
     std::ifstream in("/etc/resolv.conf");

@@ -158,7 +158,10 @@ Result<std::unique_ptr<VmRuntime>> VmRuntime::Create(const VmRuntimeOptions& opt
   m.initrd = initrd;
   GuestCmdlineOptions cmd;
   cmd.extra = {GuestCmdline()};
-  cmd.init = {"/.kiln/envd", "--listen", "0.0.0.0", "--port", std::to_string(kGuestAgentPort)};
+  // The proxy reaches a user's server at the guest's address; the agent relays those that
+  // listen on the guest's loopback only (the ns runtime reaches them directly).
+  cmd.init = {"/.kiln/envd", "--listen", "0.0.0.0", "--port", std::to_string(kGuestAgentPort),
+              "--forward-localhost", kGuestAddress};
   shared->cmdline_key = GuestKernelCmdline(cmd);
   if (auto khz = HostTscKhz()) cmd.tsc_khz = *khz;
   m.cmdline = GuestKernelCmdline(cmd);
@@ -263,7 +266,7 @@ Result<std::unique_ptr<Instance>> VmRuntime::Create(const InstanceSpec& spec) {
   cgroup::Limits limits;
   // The guest's RAM plus QEMU's own (TCG's code cache is 64 MiB).
   limits.memory_bytes = (uint64_t{snap.memory_mib} + 192) << 20;
-  limits.pids = 64;  // QEMU's threads
+  limits.pids = 256;  // QEMU's threads (its block I/O pool alone may grow to 64)
   limits.cpu_millis = spec.limits.cpu_millis;
   KILN_TRY(p.cgroup->SetLimits(limits));
 
