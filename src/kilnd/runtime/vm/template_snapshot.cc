@@ -53,7 +53,9 @@ std::string SafeName(std::string_view name) {
   return out.empty() ? "template" : out.substr(0, 64);
 }
 
-TemplateSnapshot Layout(const fs::path& dir, uint32_t memory_mib) {
+}  // namespace
+
+TemplateSnapshot SnapshotLayout(const fs::path& dir, uint32_t memory_mib) {
   TemplateSnapshot s;
   s.dir = dir;
   s.root_image = dir / "root.ext4";
@@ -64,6 +66,8 @@ TemplateSnapshot Layout(const fs::path& dir, uint32_t memory_mib) {
   s.memory_mib = memory_mib;
   return s;
 }
+
+namespace {
 
 // A file QEMU (running as uid/gid) opens read-write, created here with `size` bytes.
 Status PrepareOwnedFile(const fs::path& path, uint64_t size, uid_t uid, gid_t gid, mode_t mode) {
@@ -201,7 +205,7 @@ Result<TemplateSnapshot> EnsureTemplateSnapshot(const SnapshotBuild& b) {
   char hash[17];
   std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(Fnv1a(key)));
   fs::path dir = root / (SafeName(b.template_name) + "-" + hash);
-  TemplateSnapshot s = Layout(dir, b.machine.memory_mib);
+  TemplateSnapshot s = SnapshotLayout(dir, b.machine.memory_mib);
 
   UniqueFd lock(open((root / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!lock) return FailErrno("open snapshot lock");

@@ -57,6 +57,9 @@ struct SnapshotBuild {
   std::chrono::milliseconds qmp_timeout{10000};
 };
 
+// The files of the snapshot in `dir`.
+TemplateSnapshot SnapshotLayout(const std::filesystem::path& dir, uint32_t memory_mib);
+
 // 64-bit FNV-1a (cache keys, not security).
 uint64_t Fnv1a(std::string_view text);
 

@@ -50,15 +50,9 @@ Result<TemplateSnapshot> PausedSnapshot(const fs::path& from, uint32_t memory_mi
   if (!info.is_object() || !info.contains("snapshot") || !info["snapshot"].is_string()) {
     return Fail(Errc::kInvalidArgument, "malformed " + (from / kPausedVmInfo).string());
   }
-  fs::path dir = info["snapshot"].get<std::string>();
-  TemplateSnapshot s;
-  s.dir = dir;
-  s.root_image = dir / "root.ext4";
-  s.agent_image = dir / "agent.ext4";
-  s.disk = dir / "disk.qcow2";
-  s.ram = dir / "ram";
-  s.state = from / "memory";
-  s.memory_mib = info.value("memory_mib", memory_mib);
+  TemplateSnapshot s = SnapshotLayout(info["snapshot"].get<std::string>(),
+                                      info.value("memory_mib", memory_mib));
+  s.state = from / "memory";  // the paused guest's own, RAM included
   std::error_code ec;
   for (const fs::path& p : {s.disk, s.ram, s.agent_image, s.state}) {
     if (!fs::exists(p, ec)) {
