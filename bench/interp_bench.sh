@@ -49,19 +49,21 @@ export PYDEVD_DISABLE_FILE_VALIDATION=1
 "$build/src/cmd/kiln-envd" --listen 127.0.0.1 --port 0 --no-sudo >"$work/envd.log" 2>&1 &
 pids+=($!)
 envd_port=$(wait_for "$work/envd.log" 's/.*kiln-envd listening.* port=([0-9]+).*/\1/p')
-start_interp() {  # LOG [flags...]: starts kiln-interp, prints its port
+start_interp() {  # LOG [flags...]: starts kiln-interp (in this shell, so cleanup sees its pid)
   local log=$1
   shift
+  : >"$log"
   "$build/src/cmd/kiln-interp" --listen 127.0.0.1 --port 0 --envd-port "$envd_port" --user "" \
     --cwd "$work" --runtime-dir "$work/rt-$(basename "$log" .log)" --no-default-contexts "$@" \
     >"$log" 2>&1 &
   pids+=($!)
-  wait_for "$log" 's/.*kiln-interp listening.* port=([0-9]+).*/\1/p'
 }
 echo "load before: $(cat /proc/loadavg)"
-interp_port=$(start_interp "$work/interp.log")
+start_interp "$work/interp.log"
+interp_port=$(wait_for "$work/interp.log" 's/.*kiln-interp listening.* port=([0-9]+).*/\1/p')
 read -r _ k50 k99 < <("$build/bench/interp_bench" --interp "http://127.0.0.1:$interp_port" --count "$count")
-stock_port=$(start_interp "$work/interp-stock.log" --stock-kernel)
+start_interp "$work/interp-stock.log" --stock-kernel
+stock_port=$(wait_for "$work/interp-stock.log" 's/.*kiln-interp listening.* port=([0-9]+).*/\1/p')
 read -r _ ks50 ks99 < <("$build/bench/interp_bench" --interp "http://127.0.0.1:$stock_port" --count "$count")
 read -r _ b50 b99 < <(/usr/bin/python3 "$here/jupyter_client_baseline.py" roundtrip "$count" stock)
 read -r _ f50 f99 < <(/usr/bin/python3 "$here/jupyter_client_baseline.py" roundtrip "$count" "$fast_launcher")
