@@ -55,6 +55,8 @@ struct Context {
   AsyncMutex mutex;
   // Whether the sandbox's global env vars went into this kernel (redone after a restart).
   bool global_env_applied = false;
+  // The clock generation (ClockJumpDetector) its kernel's random generators were seeded in.
+  uint64_t seeded_generation = 0;
   bool removed = false;
   // Set by Restart from the moment it kills the kernel until the new one runs, so that the
   // execution it cut short reports a restart (and leaves the new kernel to Restart).

@@ -132,4 +132,20 @@ std::string EnvCode(Language language,
   return code;
 }
 
+std::string ReseedCode(Language language) {
+  switch (language) {
+    case Language::kPython:
+      return "import random as __kiln_random, sys as __kiln_sys\n"
+             "__kiln_random.seed()\n"
+             "if 'numpy.random' in __kiln_sys.modules:\n"
+             "    __kiln_sys.modules['numpy.random'].seed()\n"
+             "del __kiln_random, __kiln_sys\n";
+    case Language::kBash:
+      return "RANDOM=$(od -An -N4 -tu4 /dev/urandom)\n";
+    case Language::kJavaScript:
+      return "";
+  }
+  return "";
+}
+
 }  // namespace kiln::interp

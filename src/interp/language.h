@@ -50,4 +50,10 @@ std::string EnvCode(Language language,
 
 bool IsEnvName(std::string_view name);
 
+// Code that reseeds the kernel's in-process random generators from the OS (python: `random`
+// and numpy's global generator if loaded; bash: $RANDOM). Run after the sandbox was restored
+// from a memory snapshot, where every copy would otherwise go on with the same sequence.
+// Empty when there is nothing it can reseed (javascript: V8 cannot reseed Math.random).
+std::string ReseedCode(Language language);
+
 }  // namespace kiln::interp

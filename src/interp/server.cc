@@ -167,7 +167,10 @@ json KeepaliveLine() {
 }  // namespace
 
 InterpServer::InterpServer(asio::any_io_executor executor, Contexts& contexts, ServerOptions options)
-    : executor_(std::move(executor)), contexts_(contexts), options_(std::move(options)) {}
+    : executor_(std::move(executor)),
+      contexts_(contexts),
+      options_(std::move(options)),
+      clock_(WallMinusMonotonicMs()) {}
 
 InterpServer::~InterpServer() = default;
 
@@ -427,6 +430,16 @@ http::Task<void> InterpServer::ExecuteLocked(std::shared_ptr<Run> run) {
       if (!set) KILN_LOG(Warn, "global env not applied", {"error", set.error().message()});
     }
     context.global_env_applied = true;
+  }
+  // A kernel that lived through a snapshot restore shares its random generators' state with
+  // every other sandbox restored from that snapshot: reseed them before the user's code runs.
+  uint64_t generation = clock_.Update(WallMinusMonotonicMs());
+  if (context.seeded_generation != generation) {
+    if (std::string code = ReseedCode(context.language); !code.empty()) {
+      auto seeded = co_await RunSilent(*kernel, std::move(code));
+      if (!seeded) KILN_LOG(Warn, "kernel not reseeded", {"error", seeded.error().message()});
+    }
+    context.seeded_generation = generation;
   }
   if (!run->env_vars.empty()) {
     auto set = co_await RunSilent(*kernel, EnvCode(context.language, Changes(run->env_vars)));

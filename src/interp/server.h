@@ -11,6 +11,7 @@
 #include <string>
 
 #include "http/server.h"
+#include "interp/clock_jump.h"
 #include "interp/contexts.h"
 
 namespace kiln::interp {
@@ -58,6 +59,7 @@ class InterpServer {
   bool ready_ = false;
   std::optional<std::map<std::string, std::string>> global_env_;
   std::string accepted_token_;
+  ClockJumpDetector clock_;  // restores from a memory snapshot (vm runtime)
 };
 
 }  // namespace kiln::interp

@@ -9,6 +9,7 @@ import { createServer } from 'node:http'
 import { existsSync, writeFileSync, rmSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { Sandbox } from 'e2b'
+import { Sandbox as CodeSandbox } from '@e2b/code-interpreter'
 import { startKilnd, TEMPLATE_DIR, sandboxInitPid, RUNTIME, T } from '../kilnd/harness.mjs'
 
 const VT = { timeout: 120_000 }
@@ -125,6 +126,27 @@ test('sandboxes restored from one snapshot get different random bytes', VT, asyn
     const [ra, rb] = await Promise.all([a.commands.run(read), b.commands.run(read)])
     assert.match(ra.stdout, /^[0-9a-f]{64}$/)
     assert.notEqual(ra.stdout, rb.stdout)
+  } finally {
+    await Promise.all([a.kill(), b.kill()])
+  }
+})
+
+test('code interpreters restored from one snapshot: kernels get fresh random generators', { timeout: 300_000 }, async () => {
+  // Their kernels were started before the snapshot: without a reseed, random.random() would
+  // give every sandbox the same sequence.
+  const copts = { ...opts, requestTimeoutMs: 240_000 }
+  const [a, b] = await Promise.all([CodeSandbox.create(copts), CodeSandbox.create(copts)])
+  try {
+    const cell = 'import random, numpy\nprint(random.random(), numpy.random.rand())'
+    const [ra, rb] = await Promise.all([a.runCode(cell, { timeoutMs: 120_000 }), b.runCode(cell, { timeoutMs: 120_000 })])
+    assert.equal(ra.error, undefined)
+    assert.equal(rb.error, undefined)
+    const [x, y] = [ra.logs.stdout.join(''), rb.logs.stdout.join('')]
+    assert.match(x, /^0\.\d+ 0\.\d+\n$/)
+    const [xr, xn] = x.trim().split(' ')
+    const [yr, yn] = y.trim().split(' ')
+    assert.notEqual(xr, yr, 'random.random() is the same in both sandboxes')
+    assert.notEqual(xn, yn, 'numpy.random.rand() is the same in both sandboxes')
   } finally {
     await Promise.all([a.kill(), b.kill()])
   }
