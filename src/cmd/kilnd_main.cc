@@ -522,5 +522,6 @@ int main(int argc, char** argv) {
     io.run();
   }
   (*runtime)->RemoveStateDirIfEmpty();
+  if (vm_runtime) vm_runtime->RemoveStateDirIfEmpty();
   return 0;
 }

@@ -103,7 +103,7 @@ VmRuntime::~VmRuntime() { shared_->cgroups->RemoveParentIfEmpty(); }
 Result<std::unique_ptr<VmRuntime>> VmRuntime::Create(const VmRuntimeOptions& options) {
   VmRuntimeOptions o = options;
   if (o.name.empty()) return Fail(Errc::kInvalidArgument, "vm runtime: empty instance name");
-  if (o.state_dir.empty()) o.state_dir = fs::path("/run/kiln") / o.name / "vm";
+  if (o.state_dir.empty()) o.state_dir = fs::path("/var/lib/kiln-vm") / o.name;
   if (o.snapshot_dir.empty()) o.snapshot_dir = o.cache_dir / "snapshots";
   if (access(o.qemu.c_str(), X_OK) != 0) {
     return Fail(Errc::kFailedPrecondition,
@@ -300,6 +300,12 @@ Result<std::unique_ptr<Instance>> VmRuntime::Create(const InstanceSpec& spec) {
   if (run_state != "running") KILN_TRY(p.qemu->Execute("cont"));
   keep_dir = true;
   return std::unique_ptr<Instance>(new VmInstance(std::move(p)));
+}
+
+void VmRuntime::RemoveStateDirIfEmpty() {
+  // rmdir fails on a directory that is not empty, which is what keeps it then.
+  rmdir(shared_->sandboxes_dir.c_str());
+  rmdir(options_.state_dir.c_str());
 }
 
 Status VmRuntime::CleanupStale() {

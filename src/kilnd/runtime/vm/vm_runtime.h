@@ -34,8 +34,10 @@ namespace kiln::kilnd::vm {
 struct VmRuntimeOptions {
   // Instance name: the cgroup parent is "kiln-<name>-vm". [A-Za-z0-9_-]+.
   std::string name = "kiln";
-  // Per-sandbox state (overlay disk, QMP socket): <state_dir>/sandboxes/<id>/. Default
-  // /run/kiln/<name>/vm.
+  // Per-sandbox state (overlay disk, QMP socket): <state_dir>/sandboxes/<id>/. On a disk, not
+  // a tmpfs: the overlays hold what guests write to their root disks. QEMU's uid must be able
+  // to pass through every directory above it (kiln adds o+x where missing), so it is not below
+  // kilnd's private data dir. Default /var/lib/kiln-vm/<name>.
   std::filesystem::path state_dir;
   // Guest kernels and template snapshots (kept across restarts). Default /var/cache/kiln/vm.
   std::filesystem::path cache_dir = kDefaultVmCacheDir;
@@ -85,6 +87,9 @@ class VmRuntime final : public Runtime {
 
   // Builds (or finds) the snapshot of a template ahead of its first sandbox.
   Status Prepare(const InstanceSpec& spec);
+
+  // At shutdown, once every sandbox is gone: removes the empty state directories.
+  void RemoveStateDirIfEmpty();
 
   const std::string& accel() const { return accel_; }
   const GuestKernel& kernel() const { return kernel_; }
