@@ -259,8 +259,9 @@ http::Task<Status> SandboxManager::WaitHttpReady(Instance& instance, uint16_t po
 }
 
 http::Task<void> SandboxManager::WarmUp(Instance& instance) {
-  // One throwaway command, so the sandbox's first real one does not pay for the agent's and
-  // the new mount namespace's first-time costs. Best effort: failures only cost that time.
+  // One throwaway command the way the SDK runs commands (a login bash), so the sandbox's first
+  // real one does not pay for the agent's, the new mount namespace's or (vm under TCG) the
+  // code translation's first-time costs. Best effort: failures only cost that time.
   auto fd = instance.OpenSocket();
   if (!fd) co_return;
   const std::string address(instance.address());
@@ -271,8 +272,9 @@ http::Task<void> SandboxManager::WarmUp(Instance& instance) {
   req.method = http::Verb::post;
   req.target = "/process.Process/Start";
   req.content_type = "application/connect+json";
-  req.body = http::connect::EncodeEnvelope(0, R"({"process":{"cmd":"/bin/true"},"stdin":false})");
-  (void)co_await conn->Send(std::move(req), milliseconds(5000));
+  req.body = http::connect::EncodeEnvelope(
+      0, R"({"process":{"cmd":"/bin/bash","args":["-l","-c","true"]},"stdin":false})");
+  (void)co_await conn->Send(std::move(req), milliseconds(10000));
 }
 
 http::Task<void> SandboxManager::CollectServiceOutput(std::shared_ptr<http::ClientConnection> conn,
