@@ -150,6 +150,19 @@ json ListResponseJson(const std::vector<ProcessInfo>& processes) {
 
 // The stdout/stderr text and the end of a process.Process/Start stream (Connect envelopes of
 // {"event": {...}}), the last 2000 characters, for error messages.
+std::string ServiceStartBody(const std::vector<std::string>& argv) {
+  nlohmann::json args = nlohmann::json::array();
+  for (size_t i = 1; i < argv.size(); ++i) args.push_back(argv[i]);
+  nlohmann::json process = nlohmann::json::object();
+  process["cmd"] = argv.empty() ? std::string() : argv[0];
+  process["args"] = args;
+  process["cwd"] = "/";
+  nlohmann::json body = nlohmann::json::object();
+  body["process"] = process;
+  body["stdin"] = false;
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string ProcessStreamText(std::string_view raw) {
   std::string text;
   while (raw.size() >= 5) {

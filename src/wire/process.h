@@ -102,6 +102,10 @@ struct ProcessInfo {
 // process.ListResponse
 nlohmann::json ListResponseJson(const std::vector<ProcessInfo>& processes);
 
+// The JSON of a process.Process/Start request for a service: `argv` in cwd /, no stdin
+// (templates' start commands, started by kilnd through the agent).
+std::string ServiceStartBody(const std::vector<std::string>& argv);
+
 // The stdout/stderr text and the end of a raw process.Process/Start response stream (Connect
 // envelopes of {"event": {...}}), the last 2000 characters, sanitised for logs and error
 // messages ("... [exited: exit status 1]").

@@ -197,3 +197,21 @@ TEST(ProcessWireTest, BuildsListResponse) {
 
 }  // namespace
 }  // namespace kiln::wire
+
+namespace kiln::wire {
+namespace {
+
+TEST(ServiceStartBodyTest, ArgvInRootWithoutStdin) {
+  nlohmann::json j = nlohmann::json::parse(ServiceStartBody({"/.kiln/interp", "--port", "49999"}));
+  EXPECT_EQ(j["process"]["cmd"], "/.kiln/interp");
+  EXPECT_EQ(j["process"]["args"], nlohmann::json::array({"--port", "49999"}));
+  EXPECT_EQ(j["process"]["cwd"], "/");
+  EXPECT_EQ(j["stdin"], false);
+  auto parsed = ParseStartRequest(j);
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  EXPECT_EQ(parsed->process.cmd, "/.kiln/interp");
+  EXPECT_EQ(parsed->stdin, false);
+}
+
+}  // namespace
+}  // namespace kiln::wire

@@ -45,19 +45,6 @@ uint64_t HostMemAvailable() {
   return UINT64_MAX;
 }
 
-std::string ServiceStartBody(const std::vector<std::string>& argv) {
-  json args = json::array();
-  for (size_t i = 1; i < argv.size(); ++i) args.push_back(argv[i]);
-  json process = json::object();
-  process["cmd"] = argv.empty() ? std::string() : argv[0];
-  process["args"] = args;
-  process["cwd"] = "/";
-  json body = json::object();
-  body["process"] = process;
-  body["stdin"] = false;
-  return body.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 std::string InitBody(const std::map<std::string, std::string>& env, const std::string& token,
                      const std::string& user, const std::string& workdir) {
   json j = json::object();
@@ -303,7 +290,7 @@ http::Task<Status> SandboxManager::StartService(Instance& instance, const Templa
   req.target = "/process.Process/Start";
   req.content_type = "application/connect+json";
   req.headers.set(boost::beast::http::field::authorization, "Basic cm9vdDo=");  // root:
-  req.body = http::connect::EncodeEnvelope(0, ServiceStartBody(tmpl.start_cmd));
+  req.body = http::connect::EncodeEnvelope(0, wire::ServiceStartBody(tmpl.start_cmd));
   KILN_CO_ASSIGN_OR_RETURN(auto head, co_await conn->SendForStream(std::move(req), milliseconds(5000)));
   if (head.status != 200) {
     co_return Unexpected(Error(Errc::kInternal, "agent refused to start " + tmpl.start_cmd[0] +

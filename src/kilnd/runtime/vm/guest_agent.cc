@@ -37,19 +37,6 @@ bool Exited(int pidfd) {
 }
 
 
-std::string ServiceStartBody(const std::vector<std::string>& argv) {
-  nlohmann::json args = nlohmann::json::array();
-  for (size_t i = 1; i < argv.size(); ++i) args.push_back(argv[i]);
-  nlohmann::json process = nlohmann::json::object();
-  process["cmd"] = argv.empty() ? std::string() : argv[0];
-  process["args"] = args;
-  process["cwd"] = "/";
-  nlohmann::json body = nlohmann::json::object();
-  body["process"] = process;
-  body["stdin"] = false;
-  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
 // Sends process.Process/Start and returns the connection with the stream's head read (a
 // shared_ptr: RunSync needs a default-constructible result).
 http::Task<Result<std::shared_ptr<http::ClientConnection>>> StartProcess(UniqueFd fd,
@@ -89,7 +76,7 @@ Status StartGuestService(int netns_fd, int pidfd, const std::vector<std::string>
   boost::asio::io_context io;
   KILN_ASSIGN_OR_RETURN(UniqueFd fd, net::SocketInNetns(netns_fd, AF_INET,
                                                         SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  auto conn = RunSync(io, StartProcess(std::move(fd), ServiceStartBody(argv)));
+  auto conn = RunSync(io, StartProcess(std::move(fd), wire::ServiceStartBody(argv)));
   if (!conn) return Unexpected(std::move(conn).error().Wrap("start " + argv[0]));
   auto ready = WaitGuestHttp(netns_fd, pidfd, deadline, port, path);
   if (!ready) {
