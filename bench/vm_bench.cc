@@ -388,12 +388,17 @@ kiln::Result<ColdGuest> FindGuest(const Options& o) {
   m.memory_mib = key.value("memory_mib", 512u);
   m.kernel = g.kernel;
   m.initrd = g.initrd;
+  // The guest's kernel arguments (kiln's, e.g. norandmaps) and init as the snapshot was booted
+  // with them: its command line is the fixed prefix, those arguments, " -- " and the init.
   vm::GuestCmdlineOptions cmd;
-  cmd.extra = {vm::GuestCmdline()};
-  // The guest's init and its arguments as the snapshot was booted with them.
   std::string want = key.value("cmdline", "");
+  std::string prefix = vm::GuestKernelCmdline(vm::GuestCmdlineOptions{}) + " ";
   size_t dashes = want.find(" -- ");
-  if (dashes == std::string::npos) return Fail(Errc::kInvalidArgument, "no init in " + want);
+  if (dashes == std::string::npos || want.compare(0, prefix.size(), prefix) != 0) {
+    return Fail(Errc::kInvalidArgument, "unexpected snapshot kernel command line " + want);
+  }
+  std::istringstream extra(want.substr(prefix.size(), dashes - prefix.size()));
+  for (std::string arg; extra >> arg;) cmd.extra.push_back(arg);
   std::istringstream init(want.substr(dashes + 4));
   for (std::string arg; init >> arg;) cmd.init.push_back(arg);
   if (vm::GuestKernelCmdline(cmd) != want) {

@@ -68,6 +68,7 @@ struct Flags {
   std::map<std::string, std::string> template_runtimes;
   fs::path vminit;  // default: kiln-vminit beside this binary
   std::string vm_accel = "auto";
+  std::string vm_guest_aslr = "auto";
   uint32_t vm_memory_mb = 512;
   std::string vm_console = "null";
   log::Level level = log::Level::kInfo;
@@ -81,7 +82,8 @@ void Usage() {
                "             [--templates LIST] [--pool-size N] [--interp-pool-size N] [--memory-mb N] [--cpus N] [--disk-mb N] [--pids N]\n"
                "             [--default-timeout SECONDS] [--block CIDR]... [--dns IP[:PORT]]... [--no-build] [--build-only]\n"
                "             [--runtime ns|vm] [--vm] [--template-runtime TEMPLATE=RUNTIME]...\n"
-               "             [--vm-accel auto|kvm|tcg] [--vm-memory-mb N] [--vm-console DIR] [--vminit PATH]\n"
+               "             [--vm-accel auto|kvm|tcg] [--vm-guest-aslr auto|on|off] [--vm-memory-mb N]\n"
+               "             [--vm-console DIR] [--vminit PATH]\n"
                "             [--log-level LEVEL] [--json-log]\n"
                "\n"
                "  --listen         control API and sandbox proxy (default 127.0.0.1:3000; port 0 = any)\n"
@@ -107,6 +109,8 @@ void Usage() {
                "  --template-runtime  a template's default runtime, e.g. base=vm (repeatable)\n"
                "  --vm-accel       vm accelerator (default auto: KVM where it can run standard guests,\n"
                "                   else TCG, software emulation: a development mode)\n"
+               "  --vm-guest-aslr  address space randomization in vm guests (default auto: off under\n"
+               "                   TCG, whose code cache it defeats; on under KVM)\n"
                "  --vm-memory-mb   guest RAM of vm sandboxes (default 512)\n"
                "  --vm-console     directory for vm sandboxes' console logs (debugging; default none)\n");
 }
@@ -238,6 +242,13 @@ bool ParseFlags(int argc, char** argv, Flags& f) {
       if (!v) return false;
       f.vm_accel = v;
       if (f.vm_accel != "auto" && f.vm_accel != "kvm" && f.vm_accel != "tcg") return false;
+    } else if (a == "--vm-guest-aslr") {
+      const char* v = value();
+      if (!v) return false;
+      f.vm_guest_aslr = v;
+      if (f.vm_guest_aslr != "auto" && f.vm_guest_aslr != "on" && f.vm_guest_aslr != "off") {
+        return false;
+      }
     } else if (a == "--vm-memory-mb") {
       if (!ParseUint(value(), n) || n < 64 || n > 65536) return false;
       f.vm_memory_mb = static_cast<uint32_t>(n);
@@ -387,6 +398,7 @@ int main(int argc, char** argv) {
     vo.network = network->get();
     vo.vminit = flags.vminit.empty() ? SelfDir() / "kiln-vminit" : flags.vminit;
     vo.accel = flags.vm_accel;
+    vo.guest_aslr = flags.vm_guest_aslr;
     vo.memory_mib = flags.vm_memory_mb;
     vo.disk_extra_bytes = flags.disk_mb << 20;
     vo.console = flags.vm_console;
@@ -394,8 +406,9 @@ int main(int argc, char** argv) {
     if (!created) return Fatal("vm runtime", created.error());
     vm_runtime = std::move(*created);
     if (auto st = vm_runtime->CleanupStale(); !st) return Fatal("vm runtime cleanup", st.error());
-    std::printf("kilnd: vm runtime: %s%s\n", vm_runtime->accel().c_str(),
-                vm_runtime->accel() == "tcg" ? " (software emulation: development mode, slow)" : "");
+    std::printf("kilnd: vm runtime: %s%s%s\n", vm_runtime->accel().c_str(),
+                vm_runtime->accel() == "tcg" ? " (software emulation: development mode, slow)" : "",
+                vm_runtime->guest_aslr() ? "" : "; guest ASLR off");
   }
 
   TemplateResolver resolve = [&templates, &flags](std::string_view name) -> Result<TemplateSpec> {

@@ -40,7 +40,8 @@ enum class Stage : int {
   kUnshare,
   kPrivateMounts,
   kDeathSignal,
-  kNoNewPrivs
+  kNoNewPrivs,
+  kHugePages
 };
 
 const char* StageName(Stage s) {
@@ -64,6 +65,7 @@ const char* StageName(Stage s) {
     case Stage::kPrivateMounts: return "make mounts private";
     case Stage::kDeathSignal: return "parent death signal";
     case Stage::kNoNewPrivs: return "no_new_privs";
+    case Stage::kHugePages: return "disable huge pages";
   }
   return "?";
 }
@@ -230,6 +232,9 @@ void SetDeathSignalAndNoNewPrivs(const SpawnSpec& spec, const ChildContext& ctx)
   }
   if (spec.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
     ChildFail(ctx.report_fd, Stage::kNoNewPrivs);
+  }
+  if (spec.no_huge_pages && prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) < 0) {
+    ChildFail(ctx.report_fd, Stage::kHugePages);
   }
 }
 

@@ -70,6 +70,9 @@ struct SpawnSpec {
   std::vector<int> cgroup_procs_fds;
   // PR_SET_NO_NEW_PRIVS: exec never grants privileges (setuid bits, file capabilities).
   bool no_new_privs = false;
+  // PR_SET_THP_DISABLE: no transparent huge pages in the child (kept across exec), so a
+  // region it advises MADV_HUGEPAGE but touches sparsely costs what it touches, not 2 MiB steps.
+  bool no_huge_pages = false;
   // PR_SET_PDEATHSIG: the child gets this signal when the THREAD that called Spawn exits (not
   // the process: call Spawn from a thread that lives as long as the child should). Set after
   // the identity switch (which would clear it); if the caller died before, the child exits.
@@ -85,8 +88,8 @@ struct SpawnSpec {
 // the identity switch sets exactly `groups` (none when empty); a switch to a non-root uid drops
 // the effective, permitted and ambient capabilities (the bounding set stays: use no_new_privs).
 // Order in the child: cgroups, network namespace, session, descriptors, unshare, root jail,
-// identity, parent death signal, no_new_privs, cwd, signals, exec. A failing stage is named in
-// the error ("spawn /usr/bin/qemu: setns net: Invalid argument").
+// identity, parent death signal, no_new_privs, huge pages, cwd, signals, exec. A failing stage
+// is named in the error ("spawn /usr/bin/qemu: setns net: Invalid argument").
 Result<pid_t> Spawn(const SpawnSpec& spec);
 
 // Resolves `cmd` like execvp would, against the PATH value given: an absolute path must be a

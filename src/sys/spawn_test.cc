@@ -511,6 +511,18 @@ TEST(SpawnConfinementTest, NoNewPrivs) {
   EXPECT_EQ(Capture(spec).first, "NoNewPrivs:\t1\n");
 }
 
+TEST(SpawnConfinementTest, NoHugePages) {
+  SpawnSpec spec;
+  spec.path = "/bin/grep";
+  spec.argv = {"grep", "^THP_enabled", "/proc/self/status"};
+  spec.cwd = "/";
+  if (prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == 0) {
+    EXPECT_EQ(Capture(spec).first, "THP_enabled:\t1\n");
+  }
+  spec.no_huge_pages = true;
+  EXPECT_EQ(Capture(spec).first, "THP_enabled:\t0\n");
+}
+
 // Spawns `sleep 1000` from a thread of its own, checks it lives as long as that thread, then
 // lets the thread exit: the child must get SIGKILL.
 void ExpectDeathWithSpawningThread(SpawnSpec spec) {

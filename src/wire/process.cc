@@ -148,8 +148,6 @@ json ListResponseJson(const std::vector<ProcessInfo>& processes) {
   return json{{"processes", std::move(list)}};
 }
 
-// The stdout/stderr text and the end of a process.Process/Start stream (Connect envelopes of
-// {"event": {...}}), the last 2000 characters, for error messages.
 std::string ServiceStartBody(const std::vector<std::string>& argv) {
   nlohmann::json args = nlohmann::json::array();
   for (size_t i = 1; i < argv.size(); ++i) args.push_back(argv[i]);
@@ -163,8 +161,12 @@ std::string ServiceStartBody(const std::vector<std::string>& argv) {
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::string ProcessStreamText(std::string_view raw) {
-  std::string text;
+namespace {
+
+// Calls `fn` with each {"event": {...}} object of a raw process stream (Connect envelopes);
+// a truncated last envelope and frames that are not events are skipped.
+template <typename Fn>
+void ForEachStreamEvent(std::string_view raw, Fn&& fn) {
   while (raw.size() >= 5) {
     uint32_t len = (static_cast<uint32_t>(static_cast<uint8_t>(raw[1])) << 24) |
                    (static_cast<uint32_t>(static_cast<uint8_t>(raw[2])) << 16) |
@@ -174,7 +176,15 @@ std::string ProcessStreamText(std::string_view raw) {
     nlohmann::json frame = nlohmann::json::parse(raw.substr(5, len), nullptr, false);
     raw.remove_prefix(5 + len);
     if (!frame.is_object() || !frame.contains("event") || !frame["event"].is_object()) continue;
-    const nlohmann::json& event = frame["event"];
+    fn(frame["event"]);
+  }
+}
+
+}  // namespace
+
+std::string ProcessStreamText(std::string_view raw) {
+  std::string text;
+  ForEachStreamEvent(raw, [&text](const nlohmann::json& event) {
     if (auto data = event.find("data"); data != event.end() && data->is_object()) {
       for (const char* stream : {"stdout", "stderr"}) {
         auto it = data->find(stream);
@@ -186,9 +196,27 @@ std::string ProcessStreamText(std::string_view raw) {
       auto status = end->find("status");
       text += "[exited: " + (status != end->end() && status->is_string() ? status->get<std::string>() : "?") + "]";
     }
-  }
+  });
   if (text.size() > 2000) text = "..." + text.substr(text.size() - 2000);
   return log::Sanitize(text, 2100);
+}
+
+std::optional<EndEvent> ProcessStreamEnd(std::string_view raw) {
+  std::optional<EndEvent> out;
+  ForEachStreamEvent(raw, [&out](const nlohmann::json& event) {
+    auto end = event.find("end");
+    if (end == event.end() || !end->is_object()) return;
+    EndEvent e;
+    // proto3 JSON leaves out zero values: no exitCode means 0.
+    if (auto c = end->find("exitCode"); c != end->end() && c->is_number_integer()) {
+      e.exit_code = c->get<int32_t>();
+    }
+    if (auto x = end->find("exited"); x != end->end() && x->is_boolean()) e.exited = x->get<bool>();
+    if (auto st = end->find("status"); st != end->end() && st->is_string()) e.status = st->get<std::string>();
+    if (auto er = end->find("error"); er != end->end() && er->is_string()) e.error = er->get<std::string>();
+    out = std::move(e);
+  });
+  return out;
 }
 
 }  // namespace kiln::wire

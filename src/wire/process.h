@@ -111,4 +111,8 @@ std::string ServiceStartBody(const std::vector<std::string>& argv);
 // messages ("... [exited: exit status 1]").
 std::string ProcessStreamText(std::string_view raw);
 
+// The end event of a raw process.Process/Start response stream; nullopt when the stream holds
+// none (the process has not ended, or the stream was cut).
+std::optional<EndEvent> ProcessStreamEnd(std::string_view raw);
+
 }  // namespace kiln::wire

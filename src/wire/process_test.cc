@@ -195,6 +195,42 @@ TEST(ProcessWireTest, BuildsListResponse) {
   EXPECT_EQ(ListResponseJson({}).dump(), R"({"processes":[]})");
 }
 
+
+// A Connect envelope (flags 0) around `json`.
+std::string Envelope(const std::string& json) {
+  std::string e(5, '\0');
+  for (int i = 0; i < 4; ++i) e[1 + i] = static_cast<char>((json.size() >> (8 * (3 - i))) & 0xff);
+  return e + json;
+}
+
+TEST(ProcessStreamTest, TextAndEndOfAStream) {
+  std::string raw = Envelope(StartEventJson(7).dump()) +
+                    Envelope(DataEventJson(OutputKind::kStdout, "out ").dump()) +
+                    Envelope(DataEventJson(OutputKind::kStderr, "err").dump()) +
+                    Envelope(EndEventJson(EndEvent{3, true, "exit status 3", std::nullopt}).dump());
+  EXPECT_EQ(ProcessStreamText(raw), "out err[exited: exit status 3]");
+  auto end = ProcessStreamEnd(raw);
+  ASSERT_TRUE(end.has_value());
+  EXPECT_EQ(end->exit_code, 3);
+  EXPECT_TRUE(end->exited);
+  EXPECT_EQ(end->status, "exit status 3");
+  EXPECT_FALSE(end->error.has_value());
+}
+
+TEST(ProcessStreamTest, NoEndInACutOrMalformedStream) {
+  std::string start = Envelope(StartEventJson(7).dump());
+  std::string end = Envelope(EndEventJson(EndEvent{0, true, "exit status 0", std::nullopt}).dump());
+  EXPECT_FALSE(ProcessStreamEnd(start).has_value());
+  EXPECT_FALSE(ProcessStreamEnd(start + end.substr(0, end.size() - 1)).has_value());  // cut
+  EXPECT_FALSE(ProcessStreamEnd(Envelope("not json") + Envelope(R"({"event":{"end":1}})")).has_value());
+  EXPECT_FALSE(ProcessStreamEnd("").has_value());
+  // proto3 JSON leaves out a zero exit code.
+  auto e = ProcessStreamEnd(start + Envelope(R"({"event":{"end":{"exited":true,"status":"exit status 0"}}})"));
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->exit_code, 0);
+  EXPECT_TRUE(e->exited);
+}
+
 }  // namespace
 }  // namespace kiln::wire
 

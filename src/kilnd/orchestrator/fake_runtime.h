@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -25,6 +26,10 @@ struct Journal {
   std::vector<std::string> created, killed, frozen, thawed;
   std::vector<std::optional<std::filesystem::path>> files_from;
   std::vector<bool> egress;
+  // When set (before the instances are made), Kill() waits for it; kills_waiting counts those
+  // that are waiting or went through.
+  std::shared_future<void> kill_gate;
+  std::atomic<int> kills_waiting{0};
 };
 
 class FakeInstance : public Instance {
@@ -66,6 +71,10 @@ class FakeInstance : public Instance {
   }
   Status Kill() override {
     if (killed_.exchange(true)) return {};
+    if (j_->kill_gate.valid()) {
+      ++j_->kills_waiting;
+      j_->kill_gate.wait();
+    }
     std::lock_guard l(j_->mu);
     j_->killed.push_back(id_);
     return {};

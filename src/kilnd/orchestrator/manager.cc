@@ -245,10 +245,11 @@ http::Task<Status> SandboxManager::WaitHttpReady(Instance& instance, uint16_t po
   co_return Unexpected(Error(Errc::kTimeout, "port " + std::to_string(port) + ": " + last_error));
 }
 
-http::Task<void> SandboxManager::WarmUp(Instance& instance) {
-  // One throwaway command the way the SDK runs commands (a login bash), so the sandbox's first
-  // real one does not pay for the agent's, the new mount namespace's or (vm under TCG) the
-  // code translation's first-time costs. Best effort: failures only cost that time.
+http::Task<void> SandboxManager::WarmUp(Instance& instance, std::string user) {
+  // One throwaway command the way the SDK runs commands (a login bash as the template's user),
+  // so the sandbox's first real one does not pay for the agent's, the new mount namespace's or
+  // (vm under TCG) the code translation's first-time costs: the user's profile scripts and
+  // the identity switch are part of them. Best effort: failures only cost that time.
   auto fd = instance.OpenSocket();
   if (!fd) co_return;
   const std::string address(instance.address());
@@ -259,6 +260,7 @@ http::Task<void> SandboxManager::WarmUp(Instance& instance) {
   req.method = http::Verb::post;
   req.target = "/process.Process/Start";
   req.content_type = "application/connect+json";
+  req.headers.set(boost::beast::http::field::authorization, "Basic " + Base64Encode(user + ":"));
   req.body = http::connect::EncodeEnvelope(
       0, R"({"process":{"cmd":"/bin/bash","args":["-l","-c","true"]},"stdin":false})");
   (void)co_await conn->Send(std::move(req), milliseconds(10000));
@@ -393,7 +395,7 @@ http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
     co_await Destroy(instance);
     co_return Unexpected(std::move(st).error());
   }
-  co_await WarmUp(*instance);
+  co_await WarmUp(*instance, tmpl.default_user);
   if (start_service) {
     if (auto st = co_await StartService(*instance, tmpl); !st) {
       co_await Destroy(instance);
@@ -689,7 +691,23 @@ http::Task<Result<std::pair<SandboxRow, bool>>> SandboxManager::Connect(std::str
   auto it = sandboxes_.find(id);
   if (it == sandboxes_.end()) co_return Unexpected(Error(Errc::kNotFound, "sandbox \"" + id + "\" not found"));
   Sandbox* sb = it->second.get();
-  if (sb->transitioning) co_return Unexpected(Error(Errc::kUnavailable, "sandbox is pausing or resuming"));
+  // A pause or resume under way: wait for its end. A pausing sandbox reads "paused" as soon as
+  // it is saved, while its stopped VM is still being taken down; a connect then must not fail.
+  if (sb->transitioning) {
+    asio::steady_timer wait(io_);
+    for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);;) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        co_return Unexpected(Error(Errc::kUnavailable, "sandbox is pausing or resuming"));
+      }
+      wait.expires_after(milliseconds(10));
+      boost::system::error_code ec;
+      co_await wait.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      it = sandboxes_.find(id);
+      if (it == sandboxes_.end()) co_return Unexpected(Error(Errc::kNotFound, "sandbox \"" + id + "\" not found"));
+      sb = it->second.get();
+      if (!sb->transitioning) break;
+    }
+  }
   int64_t want_end = NowMs() + ClampTimeout(timeout_s) * 1000;
   if (sb->row.state == "running") {
     if (want_end > sb->row.end_at_ms) {

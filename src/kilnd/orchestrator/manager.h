@@ -153,7 +153,7 @@ class SandboxManager {
                               const std::map<std::string, std::string>& metadata) const;
   Result<Runtime*> RuntimeFor(const TemplateSpec& tmpl) const;  // no metadata: the pool's
   http::Task<Status> WaitAgentReady(Instance& instance);
-  http::Task<void> WarmUp(Instance& instance);
+  http::Task<void> WarmUp(Instance& instance, std::string user);
   http::Task<Status> StartService(Instance& instance, const TemplateSpec& tmpl);
   http::Task<void> CollectServiceOutput(std::shared_ptr<http::ClientConnection> conn,
                                         std::shared_ptr<std::string> raw);

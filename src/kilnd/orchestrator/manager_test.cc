@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -56,6 +57,16 @@ class ManagerTest : public ::testing::Test {
         inits_.push_back(body ? *body : "");
       }
       co_await ex.Respond(http::Response::Empty(204));
+    });
+    // The warm-up command: who it runs as.
+    agent_router_.Add(http::Verb::post, "/process.Process/Start",
+                      [this](http::Exchange& ex) -> http::Task<void> {
+      (void)co_await ex.ReadBody(1 << 20);
+      {
+        std::lock_guard l(init_mu_);
+        warm_ups_.emplace_back(ex.request().Header(boost::beast::http::field::authorization));
+      }
+      co_await ex.Respond(http::Response::Empty(200));
     });
     agent_ = std::make_unique<http::Server>(io_, agent_router_, http::ServerOptions{});
     ASSERT_TRUE(agent_->Listen("127.0.0.1", 0));
@@ -130,6 +141,7 @@ class ManagerTest : public ::testing::Test {
   std::thread thread_;
   std::mutex init_mu_;
   std::vector<std::string> inits_;
+  std::vector<std::string> warm_ups_;  // their Authorization headers
   std::map<std::string, Runtime*> extra_runtimes_;
   std::string template_runtime_;
 };
@@ -157,6 +169,9 @@ TEST_F(ManagerTest, CreateClaimsFromThePoolAndConfiguresTheAgent) {
     auto entropy = Base64Decode(init["entropy"].get<std::string>());
     ASSERT_TRUE(entropy);
     EXPECT_EQ(entropy->size(), 64u);
+    // Every sandbox ran one warm-up command as the template's user, as the SDK runs commands.
+    ASSERT_GE(warm_ups_.size(), 2u);
+    for (const std::string& auth : warm_ups_) EXPECT_EQ(auth, "Basic " + Base64Encode("user:"));
   }
   {
     std::lock_guard l(journal_->mu);
@@ -299,6 +314,39 @@ TEST_F(ManagerTest, MetadataOrTemplatePicksTheRuntime) {
   CreateParams fake;
   fake.metadata = {{kRuntimeMetadataKey, "fake"}};
   EXPECT_TRUE(Run([&]() { return manager_->Create(fake); }));
+  Run([this]() -> http::Task<int> {
+    co_await manager_->Shutdown();
+    co_return 0;
+  });
+}
+
+TEST_F(ManagerTest, ConnectWaitsForAPauseThatIsStillStoppingTheSandbox) {
+  // A runtime whose pause stops the instance: the sandbox reads "paused" once it is saved,
+  // while the stop is still under way. A connect then waits for the stop and resumes.
+  auto vm_journal = std::make_shared<Journal>();
+  std::promise<void> release;
+  vm_journal->kill_gate = release.get_future().share();
+  FakeRuntime vm(vm_journal, "vm", /*keeps_processes=*/true);
+  extra_runtimes_ = {{"vm", &vm}};
+  StartManager(0);
+  CreateParams p;
+  p.metadata = {{kRuntimeMetadataKey, "vm"}};
+  auto row = Run([&]() { return manager_->Create(p); });
+  ASSERT_TRUE(row) << row.error().message();
+  auto pausing = asio::co_spawn(io_, manager_->Pause(row->id), asio::use_future);
+  ASSERT_TRUE(WaitUntil([&] { return vm_journal->kills_waiting.load() == 1; }, std::chrono::seconds(10)));
+  auto info = Run([&]() -> http::Task<Result<SandboxRow>> { co_return manager_->Get(row->id); });
+  ASSERT_TRUE(info) << info.error().message();
+  EXPECT_EQ(info->state, "paused");
+  // The connect starts (and reaches its first wait) before the stop may end.
+  auto connecting = asio::co_spawn(io_, manager_->Connect(row->id, 60), asio::use_future);
+  Run([]() -> http::Task<int> { co_return 0; });
+  release.set_value();
+  ASSERT_TRUE(pausing.get());
+  auto resumed = connecting.get();
+  ASSERT_TRUE(resumed) << resumed.error().message();
+  EXPECT_TRUE(resumed->second);
+  EXPECT_EQ(resumed->first.state, "running");
   Run([this]() -> http::Task<int> {
     co_await manager_->Shutdown();
     co_return 0;

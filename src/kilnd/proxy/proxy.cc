@@ -1,11 +1,13 @@
 #include "kilnd/proxy/proxy.h"
 
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
+#include "base/scope_exit.h"
 #include "http/client.h"
 
 namespace kiln::kilnd {
@@ -147,6 +149,25 @@ http::Task<void> Proxy::Handle(http::Exchange& ex, Result<ProxyTarget> target) {
         SandboxError(502, id, "The sandbox is running but port is not open"));
   }
   auto& upstream = conn->stream();
+  // A sandbox that dies while this request waits on it (killed at its timeout, say) ends the
+  // request: a VM's end of the connection vanishes with QEMU, without a FIN or RST, so the
+  // sandbox's exit shuts the upstream socket down.
+  auto watching = std::make_shared<bool>(true);
+  std::unique_ptr<asio::posix::stream_descriptor> exit_watch;
+  if (auto exit_fd = (*instance)->ExitFd()) {
+    exit_watch = std::make_unique<asio::posix::stream_descriptor>(upstream.get_executor(),
+                                                                  exit_fd->release());
+    exit_watch->async_wait(asio::posix::stream_descriptor::wait_read,
+                           [watching, &upstream](const boost::system::error_code& ec) {
+                             if (ec || !*watching) return;
+                             boost::system::error_code ignored;
+                             upstream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+                           });
+  }
+  ScopeExit stop_watching([&watching, &exit_watch] {
+    *watching = false;  // a completion already queued must not touch `upstream` any more
+    if (exit_watch) exit_watch->cancel();
+  });
 
   // Request: head, then the body as it arrives (re-chunked when it came chunked).
   bool has_length = head.headers.find(beast::http::field::content_length) != head.headers.end();

@@ -152,6 +152,31 @@ test('code interpreters restored from one snapshot: kernels get fresh random gen
   }
 })
 
+test('under TCG guest processes reuse one address layout (ASLR off); kilnd says so', VT, async () => {
+  const said = kilnd.output.join('')
+  const accel = said.match(/^kilnd: vm runtime: (\w+)/m)?.[1]
+  assert.ok(accel, 'kilnd names its accelerator')
+  const sbx = await Sandbox.create('base', opts)
+  try {
+    const setting = (await sbx.commands.run('cat /proc/sys/kernel/randomize_va_space')).stdout.trim()
+    // Two processes map libc where the other did (with randomization they would not).
+    const libc = 'grep -m1 "libc.so" /proc/self/maps | cut -d- -f1'
+    const a = (await sbx.commands.run(libc)).stdout.trim()
+    const b = (await sbx.commands.run(libc)).stdout.trim()
+    assert.match(a, /^[0-9a-f]+$/)
+    if (accel === 'tcg') {
+      assert.match(said, /guest ASLR off/)
+      assert.equal(setting, '0')
+      assert.equal(a, b)
+    } else {
+      assert.doesNotMatch(said, /guest ASLR off/)
+      assert.equal(setting, '2')
+    }
+  } finally {
+    await sbx.kill()
+  }
+})
+
 test('the guest clock is the host\'s, not the snapshot\'s', VT, async () => {
   const sbx = await Sandbox.create('base', opts)
   try {

@@ -30,6 +30,7 @@
 #include "kilnd/runtime/vm/child_process.h"
 #include "kilnd/runtime/vm/disk_image.h"
 #include "kilnd/runtime/vm/file_io.h"
+#include "kilnd/runtime/vm/guest_agent.h"
 #include "kilnd/runtime/vm/guest_kernel.h"
 #include "kilnd/runtime/vm/initramfs.h"
 #include "kilnd/runtime/vm/microvm.h"
@@ -410,6 +411,20 @@ void BootEnvdGuest(const fs::path& tmp, const fs::path& rootdir) {
   EXPECT_TRUE(Contains(out, "tmpfs /dev/shm tmpfs rw,nosuid,nodev,")) << out;
   EXPECT_TRUE(Contains(out, "tmpfs /run tmpfs rw,nosuid,nodev,")) << out;
   EXPECT_TRUE(Contains(out, "WRITABLE")) << out;
+
+  // Commands run to their end through the agent (what the template snapshot's warm-up uses).
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  auto ran = RunGuestCommand(netns->get(), {"/bin/sh", "-c", "touch /tmp/ran"}, deadline);
+  EXPECT_TRUE(ran) << ran.error().message();
+  auto failed = RunGuestCommand(netns->get(), {"/bin/sh", "-c", "echo oops; exit 3"}, deadline);
+  ASSERT_FALSE(failed);
+  EXPECT_TRUE(Contains(failed.error().message(), "oops")) << failed.error().message();
+  EXPECT_TRUE(Contains(failed.error().message(), "exit status 3")) << failed.error().message();
+  auto missing = RunGuestCommand(netns->get(), {"/no/such/binary"}, deadline);
+  EXPECT_FALSE(missing);
+  auto seen = GuestShell(netns->get(), "ls /tmp/ran");
+  ASSERT_TRUE(seen) << seen.error().message();
+  EXPECT_TRUE(Contains(*seen, "/tmp/ran")) << *seen;
 
   // The agent's log so far (what is in the pipe now; no waiting): the RNG was reseeded, so
   // neither the EPERM note nor a failure.

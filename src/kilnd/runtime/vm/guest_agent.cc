@@ -88,6 +88,29 @@ Status StartGuestService(int netns_fd, int pidfd, const std::vector<std::string>
   return {};
 }
 
+Status RunGuestCommand(int netns_fd, const std::vector<std::string>& argv,
+                       Clock::time_point deadline) {
+  if (argv.empty()) return Fail(Errc::kInvalidArgument, "empty command");
+  boost::asio::io_context io;
+  KILN_ASSIGN_OR_RETURN(UniqueFd fd, net::SocketInNetns(netns_fd, AF_INET,
+                                                        SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  auto conn = RunSync(io, StartProcess(std::move(fd), wire::ServiceStartBody(argv)));
+  if (!conn) return Unexpected(std::move(conn).error().Wrap("start " + argv[0]));
+  // The agent ends the stream after the process's end event.
+  auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+  auto raw = RunSync(io, Drain(**conn, std::max(left, milliseconds(1))));
+  if (!raw) return Unexpected(std::move(raw).error().Wrap(argv[0]));
+  auto end = wire::ProcessStreamEnd(*raw);
+  if (!end) {
+    return Fail(Errc::kTimeout, argv[0] + " did not end in time; its output: " +
+                                    wire::ProcessStreamText(*raw));
+  }
+  if (!end->exited || end->exit_code != 0) {
+    return Fail(Errc::kInternal, argv[0] + " failed: " + wire::ProcessStreamText(*raw));
+  }
+  return {};
+}
+
 Status WaitGuestAgent(int netns_fd, int pidfd, Clock::time_point deadline, uint16_t port) {
   return WaitGuestHttp(netns_fd, pidfd, deadline, port, "/health");
 }

@@ -33,4 +33,10 @@ Status WaitGuestHttp(int netns_fd, int pidfd, Clock::time_point deadline, uint16
 Status StartGuestService(int netns_fd, int pidfd, const std::vector<std::string>& argv,
                          uint16_t port, const std::string& path, Clock::time_point deadline);
 
+// Runs `argv` in the guest as root through its agent (cwd /) and waits for it to end. An
+// error when it cannot start, does not end by `deadline` or ends other than with status 0
+// (quoting its output).
+Status RunGuestCommand(int netns_fd, const std::vector<std::string>& argv,
+                       Clock::time_point deadline);
+
 }  // namespace kiln::kilnd::vm

@@ -36,7 +36,7 @@ TEST(MicrovmSnapshotArgvTest, FileBackedRamTapIncomingAndConsole) {
                                   "memory-backend=mem"));
   EXPECT_TRUE(HasPair(argv, "-object", "memory-backend-file,id=mem,size=512M,mem-path=/s/ram,share=off"));
   EXPECT_TRUE(HasPair(argv, "-netdev", "tap,id=net0,fd=3"));
-  EXPECT_TRUE(HasPair(argv, "-device", "virtio-net-device,netdev=net0,mac=52:54:00:6b:69:6c"));
+  EXPECT_TRUE(HasPair(argv, "-device", "virtio-net-device,netdev=net0,mac=52:54:00:6b:69:6c,guest_announce=off"));
   EXPECT_TRUE(HasPair(argv, "-incoming", "defer"));
   EXPECT_TRUE(HasPair(argv, "-chardev", "null,id=con0"));
   EXPECT_TRUE(HasPair(argv, "-cpu", "max"));

@@ -100,6 +100,8 @@ VmRuntime::VmRuntime(VmRuntimeOptions options, GuestKernel kernel, std::string a
 
 VmRuntime::~VmRuntime() { shared_->cgroups->RemoveParentIfEmpty(); }
 
+bool VmRuntime::guest_aslr() const { return options_.guest_aslr == "on"; }
+
 Result<std::unique_ptr<VmRuntime>> VmRuntime::Create(const VmRuntimeOptions& options) {
   VmRuntimeOptions o = options;
   if (o.name.empty()) return Fail(Errc::kInvalidArgument, "vm runtime: empty instance name");
@@ -142,6 +144,10 @@ Result<std::unique_ptr<VmRuntime>> VmRuntime::Create(const VmRuntimeOptions& opt
   if (accel != "tcg" && accel != "kvm") {
     return Fail(Errc::kInvalidArgument, "vm runtime: accelerator must be auto, kvm or tcg");
   }
+  if (o.guest_aslr == "auto") o.guest_aslr = accel == "tcg" ? "off" : "on";
+  if (o.guest_aslr != "on" && o.guest_aslr != "off") {
+    return Fail(Errc::kInvalidArgument, "vm runtime: guest ASLR must be auto, on or off");
+  }
 
   MicrovmConfig& m = shared->machine;
   m.qemu = o.qemu;
@@ -152,6 +158,7 @@ Result<std::unique_ptr<VmRuntime>> VmRuntime::Create(const VmRuntimeOptions& opt
   m.initrd = initrd;
   GuestCmdlineOptions cmd;
   cmd.extra = {GuestCmdline()};
+  if (o.guest_aslr == "off") cmd.extra.push_back("norandmaps");
   // The proxy reaches a user's server at the guest's address; the agent relays those that
   // listen on the guest's loopback only (the ns runtime reaches them directly).
   cmd.init = {"/.kiln/envd", "--listen", "0.0.0.0", "--port", std::to_string(kGuestAgentPort),
@@ -163,7 +170,7 @@ Result<std::unique_ptr<VmRuntime>> VmRuntime::Create(const VmRuntimeOptions& opt
   KILN_ASSIGN_OR_RETURN(shared->cgroups, cgroup::CgroupBackend::Detect("kiln-" + o.name + "-vm"));
 
   KILN_LOG(Info, "vm runtime ready", {"accelerator", accel}, {"why", why},
-           {"kernel", kernel.release}, {"guest_mib", o.memory_mib},
+           {"kernel", kernel.release}, {"guest_mib", o.memory_mib}, {"guest_aslr", o.guest_aslr},
            {"note", accel == "tcg" ? "TCG is software emulation: a development mode, slow"
                                    : "hardware virtualization"});
   return std::unique_ptr<VmRuntime>(

@@ -59,6 +59,13 @@ struct VmRuntimeOptions {
   // QEMU's default qemu64, OpenBLAS (numpy) picks a kernel by CPU model and dies on an AVX
   // instruction the advertised features do not include (SIGILL under TCG).
   std::string cpu = "max";
+  // Address space randomization of the guest's processes: "auto" (off under TCG, on under
+  // KVM), "on" or "off". TCG caches a translation of guest code by its virtual address, so
+  // with randomization every new process (each command's bash, its libc, ld.so) is translated
+  // again: a command costs 2-4x the time and the code cache fills up (64 MiB) within a few
+  // commands. Without it, processes map their code where the last one did and reuse the
+  // translations. KVM has no such cache, so auto keeps randomization there.
+  std::string guest_aslr = "auto";
   // Room for the sandbox's writes on its root disk, beyond the template's files.
   uint64_t disk_extra_bytes = 1ull << 30;
   // Guest console: "null", or a directory that gets <id>.log per sandbox (debugging only: a
@@ -92,6 +99,7 @@ class VmRuntime final : public Runtime {
   void RemoveStateDirIfEmpty();
 
   const std::string& accel() const { return accel_; }
+  bool guest_aslr() const;
   const GuestKernel& kernel() const { return kernel_; }
   const VmRuntimeOptions& options() const { return options_; }
 
