@@ -5,7 +5,10 @@
 // test's own network namespace, so the "agent" is whatever the test serves on loopback at
 // ManagerOptions::agent_port. Test-only (no .cc: nothing of it is linked into kilnd).
 
+#include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -30,11 +33,15 @@ struct Journal {
   // that are waiting or went through.
   std::shared_future<void> kill_gate;
   std::atomic<int> kills_waiting{0};
+  // When set (before the instances are made), ExitFd() works: readable once Kill() ran.
+  bool exit_fds = false;
 };
 
 class FakeInstance : public Instance {
  public:
-  FakeInstance(std::string id, std::shared_ptr<Journal> j) : id_(std::move(id)), j_(std::move(j)) {}
+  FakeInstance(std::string id, std::shared_ptr<Journal> j) : id_(std::move(id)), j_(std::move(j)) {
+    if (j_->exit_fds) exited_ = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  }
   ~FakeInstance() override { (void)Kill(); }
   const std::string& id() const override { return id_; }
   pid_t init_pid() const override { return 1; }
@@ -69,8 +76,18 @@ class FakeInstance : public Instance {
     s.disk_total = 1 << 30;
     return s;
   }
+  Result<UniqueFd> ExitFd() override {
+    if (!exited_) return Fail(Errc::kUnimplemented, "no exit notification");
+    int fd = fcntl(exited_.get(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return FailErrno("dup eventfd");
+    return UniqueFd(fd);
+  }
   Status Kill() override {
     if (killed_.exchange(true)) return {};
+    if (exited_) {
+      uint64_t one = 1;
+      [[maybe_unused]] ssize_t n = write(exited_.get(), &one, sizeof one);
+    }
     if (j_->kill_gate.valid()) {
       ++j_->kills_waiting;
       j_->kill_gate.wait();
@@ -84,6 +101,7 @@ class FakeInstance : public Instance {
   std::string id_;
   std::shared_ptr<Journal> j_;
   std::atomic<bool> killed_{false};
+  UniqueFd exited_;
 };
 
 class FakeRuntime : public Runtime {

@@ -1,6 +1,19 @@
 #include "kilnd/proxy/proxy.h"
 
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_future.hpp>
+#include <chrono>
+#include <filesystem>
 #include <gtest/gtest.h>
+#include <thread>
+
+#include "kilnd/orchestrator/fake_runtime.h"
+#include "kilnd/orchestrator/store.h"
 
 namespace kiln::kilnd {
 namespace {
@@ -48,6 +61,147 @@ TEST(RouteRequestTest, EverythingElseIsTheApi) {
                            "abc-iabc.example", "8080-.example", "8080-UPPER.example", ""}) {
     EXPECT_FALSE(RouteRequest(Head({{"Host", host}}))) << host;
   }
+}
+
+namespace asio = boost::asio;
+using std::chrono::milliseconds;
+
+// The proxy in front of a manager with fake sandboxes whose "agent" is a server on loopback;
+// GET /hang there takes the request and never answers (like a guest that is gone).
+class ProxyRelayTest : public ::testing::Test {
+ protected:
+  template <typename F>
+  auto Run(F f) {
+    return asio::co_spawn(io_, f(), asio::use_future).get();
+  }
+
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("kiln-proxy-test-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir_);
+    agent_router_.Add(http::Verb::get, "/health", [](http::Exchange& ex) -> http::Task<void> {
+      co_await ex.Respond(http::Response::Empty(204));
+    });
+    agent_router_.Add(http::Verb::post, "/init", [](http::Exchange& ex) -> http::Task<void> {
+      (void)co_await ex.ReadBody(1 << 20);
+      co_await ex.Respond(http::Response::Empty(204));
+    });
+    agent_router_.Add(http::Verb::post, "/process.Process/Start", [](http::Exchange& ex) -> http::Task<void> {
+      (void)co_await ex.ReadBody(1 << 20);
+      co_await ex.Respond(http::Response::Empty(200));
+    });
+    agent_router_.Add(http::Verb::get, "/hang", [this](http::Exchange& ex) -> http::Task<void> {
+      hung_ = true;
+      asio::steady_timer never(io_);
+      never.expires_after(std::chrono::hours(1));
+      boost::system::error_code ec;
+      co_await never.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await ex.Respond(http::Response::Empty(204));
+    });
+    agent_ = std::make_unique<http::Server>(io_, agent_router_, http::ServerOptions{});
+    ASSERT_TRUE(agent_->Listen("127.0.0.1", 0));
+    agent_->Start();
+    auto store = Store::Open(dir_ / "kiln.db");
+    ASSERT_TRUE(store);
+    store_ = std::move(*store);
+    journal_ = std::make_shared<fakes::Journal>();
+    journal_->exit_fds = true;
+    runtime_ = std::make_unique<fakes::FakeRuntime>(journal_);
+    ManagerOptions o;
+    o.data_dir = dir_;
+    o.pool_sizes.clear();
+    o.agent_port = agent_->port();
+    manager_ = std::make_unique<SandboxManager>(
+        io_, *store_, *runtime_,
+        [](std::string_view) -> Result<TemplateSpec> {
+          TemplateSpec spec;
+          spec.name = "base";
+          spec.rootfs = "/nonexistent";
+          return spec;
+        },
+        o);
+    ASSERT_TRUE(manager_->Start());
+    proxy_ = std::make_unique<Proxy>(*manager_);
+    server_ = std::make_unique<http::Server>(
+        io_,
+        [this](http::Exchange& ex) -> http::Task<void> {
+          auto target = RouteRequest(ex.request());
+          if (!target) co_return (void)co_await ex.Respond(http::Response::Empty(404));
+          co_await proxy_->Handle(ex, std::move(*target));
+        },
+        http::ServerOptions{});
+    ASSERT_TRUE(server_->Listen("127.0.0.1", 0));
+    server_->Start();
+    thread_ = std::thread([this] {
+      auto guard = asio::make_work_guard(io_);
+      io_.run();
+    });
+  }
+
+  void TearDown() override {
+    if (thread_.joinable()) {
+      Run([this]() -> http::Task<int> {
+        co_await manager_->Shutdown();
+        co_return 0;
+      });
+      io_.stop();
+      thread_.join();
+    }
+    server_.reset();
+    proxy_.reset();
+    manager_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::filesystem::path dir_;
+  asio::io_context io_;
+  http::Router agent_router_;
+  std::unique_ptr<http::Server> agent_;
+  std::unique_ptr<Store> store_;
+  std::shared_ptr<fakes::Journal> journal_;
+  std::unique_ptr<fakes::FakeRuntime> runtime_;
+  std::unique_ptr<SandboxManager> manager_;
+  std::unique_ptr<Proxy> proxy_;
+  std::unique_ptr<http::Server> server_;
+  std::thread thread_;
+  std::atomic<bool> hung_{false};
+};
+
+TEST_F(ProxyRelayTest, ARequestWaitingOnASandboxThatDiesEnds) {
+  auto row = Run([this] { return manager_->Create(CreateParams{}); });
+  ASSERT_TRUE(row) << row.error().message();
+  const std::string id = row->id;
+  const uint16_t port = agent_->port();
+  const uint16_t proxy_port = server_->port();
+  auto t0 = std::chrono::steady_clock::now();
+  // (A coroutine's arguments live in its frame; a lambda's captures would not outlive the call.)
+  auto hang = [](std::string sandbox, uint16_t agent_port,
+                 uint16_t to) -> http::Task<Result<http::ClientResponse>> {
+    auto conn = co_await http::ClientConnection::Connect("127.0.0.1", to, milliseconds(5000));
+    if (!conn) co_return Unexpected(conn.error());
+    http::ClientRequest req;
+    req.method = http::Verb::get;
+    req.target = "/hang";
+    req.headers.set("E2b-Sandbox-Id", sandbox);
+    req.headers.set("E2b-Sandbox-Port", std::to_string(agent_port));
+    co_return co_await conn->Send(std::move(req), milliseconds(20000));
+  };
+  auto reply = asio::co_spawn(io_, hang(id, port, proxy_port), asio::use_future);
+  for (auto until = t0 + std::chrono::seconds(10); !hung_ && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::yield();
+  }
+  if (!hung_) {
+    auto early = reply.get();
+    FAIL() << "the request did not reach the agent: "
+           << (early ? std::to_string(early->status) + " " + early->body : early.error().message());
+  }
+  // The sandbox dies while the request waits on it (its agent does not notice: no FIN or RST,
+  // as with a VM whose QEMU is gone).
+  auto killed = Run([this, id] { return manager_->Kill(id); });
+  ASSERT_TRUE(killed) << killed.error().message();
+  auto res = reply.get();
+  ASSERT_TRUE(res) << res.error().message();
+  EXPECT_EQ(res->status, 502u) << res->body;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
 }
 
 }  // namespace
