@@ -453,6 +453,13 @@ int main(int argc, char** argv) {
       KILN_LOG(Info, "preparing the vm snapshot of a template", {"template", t.name});
       if (auto st = vm_runtime->Prepare(is); !st) return Fatal("vm snapshot of " + t.name, st.error());
     }
+    // Snapshots of older agent binaries or templates take GBs each.
+    if (auto pruned = vm_runtime->PruneSnapshots(); !pruned) {
+      KILN_LOG(Warn, "pruning vm template snapshots", {"error", pruned.error().message()});
+    } else if (!pruned->removed.empty()) {
+      KILN_LOG(Info, "removed unused vm template snapshots", {"count", pruned->removed.size()},
+               {"mib", pruned->bytes >> 20});
+    }
   }
 
   std::vector<boost::asio::ip::udp::endpoint> resolvers;

@@ -163,8 +163,9 @@ std::string ServiceStartBody(const std::vector<std::string>& argv) {
 
 namespace {
 
-// Calls `fn` with each {"event": {...}} object of a raw process stream (Connect envelopes);
-// a truncated last envelope and frames that are not events are skipped.
+// Calls `fn` with each {"event": {...}} object of a raw process stream (Connect envelopes),
+// and with {"error": {...}} for the end-of-stream error of a failed call; a truncated last
+// envelope and other frames are skipped.
 template <typename Fn>
 void ForEachStreamEvent(std::string_view raw, Fn&& fn) {
   while (raw.size() >= 5) {
@@ -175,8 +176,13 @@ void ForEachStreamEvent(std::string_view raw, Fn&& fn) {
     if (raw.size() - 5 < len) break;
     nlohmann::json frame = nlohmann::json::parse(raw.substr(5, len), nullptr, false);
     raw.remove_prefix(5 + len);
-    if (!frame.is_object() || !frame.contains("event") || !frame["event"].is_object()) continue;
-    fn(frame["event"]);
+    if (!frame.is_object()) continue;
+    if (frame.contains("event") && frame["event"].is_object()) {
+      fn(frame["event"]);
+    } else if (auto e = frame.find("error"); e != frame.end() && e->is_object()) {
+      // The end-of-stream message of a failed call: {"error": {"code", "message"}}.
+      fn(nlohmann::json{{"error", *e}});
+    }
   }
 }
 
@@ -195,6 +201,10 @@ std::string ProcessStreamText(std::string_view raw) {
     if (auto end = event.find("end"); end != event.end() && end->is_object()) {
       auto status = end->find("status");
       text += "[exited: " + (status != end->end() && status->is_string() ? status->get<std::string>() : "?") + "]";
+    }
+    if (auto error = event.find("error"); error != event.end() && error->is_object()) {
+      auto message = error->find("message");
+      text += "[error: " + (message != error->end() && message->is_string() ? message->get<std::string>() : "?") + "]";
     }
   });
   if (text.size() > 2000) text = "..." + text.substr(text.size() - 2000);

@@ -108,7 +108,7 @@ std::string ServiceStartBody(const std::vector<std::string>& argv);
 
 // The stdout/stderr text and the end of a raw process.Process/Start response stream (Connect
 // envelopes of {"event": {...}}), the last 2000 characters, sanitised for logs and error
-// messages ("... [exited: exit status 1]").
+// messages ("... [exited: exit status 1]", or "[error: ...]" when the call failed).
 std::string ProcessStreamText(std::string_view raw);
 
 // The end event of a raw process.Process/Start response stream; nullopt when the stream holds

@@ -224,6 +224,11 @@ TEST(ProcessStreamTest, NoEndInACutOrMalformedStream) {
   EXPECT_FALSE(ProcessStreamEnd(start + end.substr(0, end.size() - 1)).has_value());  // cut
   EXPECT_FALSE(ProcessStreamEnd(Envelope("not json") + Envelope(R"({"event":{"end":1}})")).has_value());
   EXPECT_FALSE(ProcessStreamEnd("").has_value());
+  // A call that failed ends with an error message instead of an end event.
+  std::string failed = Envelope(R"({"error":{"code":"not_found","message":"no such file"}})");
+  failed[0] = 2;
+  EXPECT_FALSE(ProcessStreamEnd(failed).has_value());
+  EXPECT_EQ(ProcessStreamText(failed), "[error: no such file]");
   // proto3 JSON leaves out a zero exit code.
   auto e = ProcessStreamEnd(start + Envelope(R"({"event":{"end":{"exited":true,"status":"exit status 0"}}})"));
   ASSERT_TRUE(e.has_value());

@@ -101,9 +101,13 @@ Status RunGuestCommand(int netns_fd, const std::vector<std::string>& argv,
   auto raw = RunSync(io, Drain(**conn, std::max(left, milliseconds(1))));
   if (!raw) return Unexpected(std::move(raw).error().Wrap(argv[0]));
   auto end = wire::ProcessStreamEnd(*raw);
-  if (!end) {
+  if (!end && Clock::now() >= deadline) {
     return Fail(Errc::kTimeout, argv[0] + " did not end in time; its output: " +
                                     wire::ProcessStreamText(*raw));
+  }
+  if (!end) {
+    return Fail(Errc::kUnavailable, argv[0] + " ended without an exit status: " +
+                                        wire::ProcessStreamText(*raw));
   }
   if (!end->exited || end->exit_code != 0) {
     return Fail(Errc::kInternal, argv[0] + " failed: " + wire::ProcessStreamText(*raw));

@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -209,7 +211,7 @@ Result<std::string> SnapshotKey(const SnapshotBuild& b) {
   return k.dump();
 }
 
-Result<TemplateSnapshot> EnsureTemplateSnapshot(const SnapshotBuild& b) {
+Result<TemplateSnapshot> EnsureTemplateSnapshot(const SnapshotBuild& b, UniqueFd* hold) {
   KILN_ASSIGN_OR_RETURN(std::string key, SnapshotKey(b));
   fs::path root = b.snapshot_root;
   std::error_code ec;
@@ -224,7 +226,12 @@ Result<TemplateSnapshot> EnsureTemplateSnapshot(const SnapshotBuild& b) {
   if (!lock) return FailErrno("open snapshot lock");
   if (flock(lock.get(), LOCK_EX) < 0) return FailErrno("lock snapshots");
 
-  if (auto have = ReadWholeFile(dir / "snapshot.json", 1u << 20); have && *have == key) return s;
+  if (auto have = ReadWholeFile(dir / "snapshot.json", 1u << 20); have && *have == key) {
+    if (hold) {
+      KILN_ASSIGN_OR_RETURN(*hold, HoldTemplateSnapshot(dir));
+    }
+    return s;
+  }
   fs::remove_all(dir, ec);
   if (ec) return Fail(Errc::kUnavailable, "remove " + dir.string() + ": " + ec.message());
   fs::create_directories(dir, ec);
@@ -257,12 +264,114 @@ Result<TemplateSnapshot> EnsureTemplateSnapshot(const SnapshotBuild& b) {
   if (auto st = WriteWholeFile(dir / "snapshot.json", key, 0644); !st) {
     return fail(std::move(st).error());
   }
+  if (hold) {
+    KILN_ASSIGN_OR_RETURN(*hold, HoldTemplateSnapshot(dir));
+  }
   KILN_LOG(Info, "vm template snapshot ready", {"template", b.template_name},
            {"images_ms",
             std::chrono::duration_cast<std::chrono::milliseconds>(t_images - t0).count()},
            {"total_ms",
             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()});
   return s;
+}
+
+Result<UniqueFd> HoldTemplateSnapshot(const fs::path& dir) {
+  UniqueFd fd(open((dir / "snapshot.json").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    if (errno == ENOENT) return Fail(Errc::kNotFound, "no vm template snapshot in " + dir.string());
+    return FailErrno("open " + (dir / "snapshot.json").string());
+  }
+  if (flock(fd.get(), LOCK_SH) < 0) return FailErrno("lock " + dir.string());
+  return fd;
+}
+
+Status AddTemplateSnapshotRef(const fs::path& dir, const fs::path& pause_dir) {
+  fs::path refs = dir / "refs";
+  std::error_code ec;
+  fs::create_directories(refs, ec);
+  if (ec) return Fail(Errc::kUnavailable, "create " + refs.string() + ": " + ec.message());
+  std::string path = fs::absolute(pause_dir).lexically_normal().string();
+  char name[17];
+  std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(Fnv1a(path)));
+  return WriteWholeFile(refs / name, path, 0644);
+}
+
+namespace {
+
+// Whether a paused sandbox still needs the snapshot in `dir`: some ref names a pause
+// directory whose vm.json names `dir`. Stale refs are removed on the way.
+bool Referenced(const fs::path& dir) {
+  std::error_code ec;
+  bool live = false;
+  for (const auto& ref : fs::directory_iterator(dir / "refs", ec)) {
+    auto pause_dir = ReadWholeFile(ref.path(), 1u << 16);
+    if (pause_dir) {
+      auto info = ReadWholeFile(fs::path(*pause_dir) / kPausedVmInfo, 1u << 20);
+      if (!info && info.error().code() != Errc::kNotFound) return true;  // cannot tell: keep
+      Json j = info ? Json::parse(*info, nullptr, false) : Json();
+      if (j.is_object() && j.value("snapshot", "") == dir.string()) {
+        live = true;
+        continue;
+      }
+    }
+    std::error_code ignored;
+    fs::remove(ref.path(), ignored);
+  }
+  return live;
+}
+
+uint64_t DiskUsage(const fs::path& dir) {
+  uint64_t bytes = 0;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
+    struct stat st {};
+    if (lstat(e.path().c_str(), &st) == 0) bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return bytes;
+}
+
+}  // namespace
+
+Result<PruneReport> PruneTemplateSnapshots(const fs::path& root,
+                                           const std::vector<std::string>& templates) {
+  // <template>-<16 hex digits> of one of `templates`.
+  auto ours = [&templates](const std::string& name) {
+    if (name.size() < 18 || name[name.size() - 17] != '-') return false;
+    if (!std::all_of(name.end() - 16, name.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); })) {
+      return false;
+    }
+    std::string t = name.substr(0, name.size() - 17);
+    return std::any_of(templates.begin(), templates.end(),
+                       [&t](const std::string& x) { return SafeName(x) == t; });
+  };
+  PruneReport report;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return report;
+  UniqueFd lock(open((root / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock) return FailErrno("open snapshot lock");
+  if (flock(lock.get(), LOCK_EX) < 0) return FailErrno("lock snapshots");
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const fs::path& dir = entry.path();
+    if (dir.filename().string().starts_with(".") || !entry.is_directory(ec)) continue;
+    // Held by a kilnd: its share lock makes this one fail. A directory without snapshot.json
+    // is an interrupted build (builds run under the lock held here).
+    UniqueFd key(open((dir / "snapshot.json").c_str(), O_RDONLY | O_CLOEXEC));
+    if (key && (!ours(dir.filename().string()) || flock(key.get(), LOCK_EX | LOCK_NB) < 0)) continue;
+    if (!key && errno != ENOENT) continue;
+    if (Referenced(dir)) continue;
+    uint64_t bytes = DiskUsage(dir);
+    std::error_code rm;
+    fs::remove_all(dir, rm);
+    if (rm) {
+      KILN_LOG(Warn, "could not remove an unused vm template snapshot", {"dir", dir.string()},
+               {"error", rm.message()});
+      continue;
+    }
+    report.removed.push_back(dir);
+    report.bytes += bytes;
+  }
+  if (ec) return Fail(Errc::kUnavailable, "list " + root.string() + ": " + ec.message());
+  return report;
 }
 
 }  // namespace kiln::kilnd::vm

@@ -10,7 +10,10 @@
 //   state         QEMU's device state (migration stream without the RAM)
 //   console.log   the template boot's serial console
 //   snapshot.json the key it was built for; written last, so a directory without it is an
-//                 interrupted build and is rebuilt
+//                 interrupted build and is rebuilt. A kilnd that uses the snapshot holds a
+//                 shared flock on it.
+//   refs/         one file per paused sandbox that needs the snapshot (its disk is an overlay
+//                 on disk.qcow2): the path of the sandbox's pause directory
 // A key covers everything the guest's memory depends on: the template's rootfs build, the
 // agent binaries, kernel, initramfs, accelerator, guest RAM and disk size.
 
@@ -22,8 +25,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/error.h"
+#include "base/unique_fd.h"
 #include "kilnd/runtime/runtime.h"
 #include "kilnd/runtime/vm/microvm.h"
 
@@ -70,7 +75,35 @@ Result<std::string> SnapshotKey(const SnapshotBuild& build);
 // booting the template (kiln-envd up and answering /health, the service ready) and saving it. Not thread-safe
 // for one cache directory (the runtime serialises calls; a file lock guards against another
 // kilnd).
-Result<TemplateSnapshot> EnsureTemplateSnapshot(const SnapshotBuild& build);
+// With `hold`, it receives HoldTemplateSnapshot's lock on the result, taken before another
+// kilnd could prune it.
+Result<TemplateSnapshot> EnsureTemplateSnapshot(const SnapshotBuild& build, UniqueFd* hold = nullptr);
+
+// A shared lock on the snapshot in `dir` for as long as the descriptor is open:
+// PruneTemplateSnapshots leaves a held snapshot alone. kNotFound when it is not a complete one.
+Result<UniqueFd> HoldTemplateSnapshot(const std::filesystem::path& dir);
+
+// Records that the paused sandbox in `pause_dir` needs the snapshot in `dir`, also while no
+// kilnd runs: refs/<hash of pause_dir> holds the path. A ref whose pause directory is gone, or
+// names another snapshot in its vm.json, is stale.
+Status AddTemplateSnapshotRef(const std::filesystem::path& dir,
+                              const std::filesystem::path& pause_dir);
+
+// The file a paused vm sandbox's directory holds next to its memory and disk:
+// {"snapshot": <template snapshot dir>, "memory_mib": N}.
+inline constexpr char kPausedVmInfo[] = "vm.json";
+
+struct PruneReport {
+  std::vector<std::filesystem::path> removed;
+  uint64_t bytes = 0;  // their disk usage
+};
+
+// Removes the snapshots of `templates` under `root` that no kilnd holds and no paused sandbox
+// refers to (those of older agent binaries, kernels or template builds: GBs each), and
+// interrupted builds. Snapshots of other templates stay (another kilnd may use them). Runs
+// under the lock that builds take, so it never sees one half made.
+Result<PruneReport> PruneTemplateSnapshots(const std::filesystem::path& root,
+                                           const std::vector<std::string>& templates);
 
 // The kiln.* kernel parameters of every guest: agent disk, network, DNS, hostname.
 std::string GuestCmdline();

@@ -90,6 +90,8 @@ Status VmInstance::SnapshotFiles(const fs::path& dest) {
   info["snapshot"] = parts_.snapshot.dir.string();
   info["memory_mib"] = parts_.snapshot.memory_mib;
   KILN_TRY(WriteWholeFile(dest / kPausedVmInfo, info.dump(), 0644));
+  // The paused guest's disk is an overlay on the template's: keep the template while it exists.
+  KILN_TRY(AddTemplateSnapshotRef(parts_.snapshot.dir, dest));
   return {};
 }
 

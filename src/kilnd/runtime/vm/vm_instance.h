@@ -37,9 +37,6 @@ struct VmInstanceParts {
   std::chrono::milliseconds timeout{10000};
 };
 
-// The file a paused vm sandbox's directory holds next to its memory and disk.
-inline constexpr char kPausedVmInfo[] = "vm.json";
-
 // Thread-safe: one mutex serialises the methods (QMP takes one command at a time).
 class VmInstance final : public Instance {
  public:

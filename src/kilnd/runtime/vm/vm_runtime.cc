@@ -197,7 +197,9 @@ Result<std::shared_ptr<const TemplateSnapshot>> VmRuntime::SnapshotFor(const Ins
   KILN_ASSIGN_OR_RETURN(std::string key, SnapshotKey(b));
   std::lock_guard l(snapshots_mu_);
   if (auto it = snapshots_.find(key); it != snapshots_.end()) return it->second;
-  KILN_ASSIGN_OR_RETURN(TemplateSnapshot snap, EnsureTemplateSnapshot(b));
+  UniqueFd hold;
+  KILN_ASSIGN_OR_RETURN(TemplateSnapshot snap, EnsureTemplateSnapshot(b, &hold));
+  held_[snap.dir] = std::move(hold);
   auto shared = std::make_shared<const TemplateSnapshot>(std::move(snap));
   snapshots_[key] = shared;
   return shared;
@@ -206,6 +208,17 @@ Result<std::shared_ptr<const TemplateSnapshot>> VmRuntime::SnapshotFor(const Ins
 Status VmRuntime::Prepare(const InstanceSpec& spec) {
   KILN_TRY(SnapshotFor(spec));
   return {};
+}
+
+Result<PruneReport> VmRuntime::PruneSnapshots() {
+  std::lock_guard l(snapshots_mu_);
+  // The templates this kilnd made snapshots of: their older snapshots are superseded.
+  std::vector<std::string> templates;
+  for (const auto& [key, snap] : snapshots_) {
+    std::string name = snap->dir.filename().string();
+    if (name.size() > 17) templates.push_back(name.substr(0, name.size() - 17));
+  }
+  return PruneTemplateSnapshots(options_.snapshot_dir, templates);
 }
 
 Result<std::unique_ptr<Instance>> VmRuntime::Create(const InstanceSpec& spec) {
@@ -220,6 +233,11 @@ Result<std::unique_ptr<Instance>> VmRuntime::Create(const InstanceSpec& spec) {
   TemplateSnapshot snap;
   if (spec.files_from) {
     KILN_ASSIGN_OR_RETURN(snap, PausedSnapshot(*spec.files_from, options_.memory_mib));
+    std::lock_guard l(snapshots_mu_);
+    if (!held_.contains(snap.dir)) {
+      KILN_ASSIGN_OR_RETURN(UniqueFd hold, HoldTemplateSnapshot(snap.dir));
+      held_[snap.dir] = std::move(hold);
+    }
   } else {
     KILN_ASSIGN_OR_RETURN(auto s, SnapshotFor(spec));
     snap = *s;

@@ -28,6 +28,7 @@
 #include "kilnd/net/host_network.h"
 #include "kilnd/runtime/runtime.h"
 #include "kilnd/runtime/vm/guest_kernel.h"
+#include "kilnd/runtime/vm/template_snapshot.h"
 
 namespace kiln::kilnd::vm {
 
@@ -75,8 +76,6 @@ struct VmRuntimeOptions {
   std::chrono::seconds boot_timeout{180};     // a template's first boot to a ready agent
 };
 
-struct TemplateSnapshot;
-
 class VmRuntime final : public Runtime {
  public:
   // Finds the guest kernel (apt-get download into the cache once), builds the initramfs,
@@ -94,6 +93,10 @@ class VmRuntime final : public Runtime {
 
   // Builds (or finds) the snapshot of a template ahead of its first sandbox.
   Status Prepare(const InstanceSpec& spec);
+
+  // Removes the template snapshots in the snapshot dir that no running kilnd uses and no
+  // paused sandbox needs (PruneTemplateSnapshots); call it after Prepare()ing the templates.
+  Result<PruneReport> PruneSnapshots();
 
   // At shutdown, once every sandbox is gone: removes the empty state directories.
   void RemoveStateDirIfEmpty();
@@ -116,6 +119,9 @@ class VmRuntime final : public Runtime {
   std::shared_ptr<Shared> shared_;
   std::mutex snapshots_mu_;  // serialises snapshot builds
   std::map<std::string, std::shared_ptr<const TemplateSnapshot>> snapshots_;  // by key
+  // Share locks on every template snapshot this runtime restored from (also those of paused
+  // sandboxes resumed), so no other kilnd prunes them while this one runs.
+  std::map<std::filesystem::path, UniqueFd> held_;
 };
 
 // "kvm" when /dev/kvm can run standard guests here, else "tcg", with the reason.

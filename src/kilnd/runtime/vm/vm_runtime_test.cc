@@ -135,6 +135,22 @@ TEST_F(VmRuntimeTest, RestoresSandboxesFromTheTemplateSnapshotPausesAndResumes) 
   ASSERT_TRUE(saved) << saved.error().message();
   EXPECT_TRUE(fs::exists(paused / "memory"));
   EXPECT_TRUE(fs::exists(paused / "disk.qcow2"));
+  // Pruning leaves the snapshot this runtime uses (and the paused sandbox needs), and removes a
+  // superseded one of the same template.
+  fs::path used;
+  for (const auto& e : fs::directory_iterator(options_.snapshot_dir)) {
+    if (e.is_directory()) used = e.path();
+  }
+  ASSERT_FALSE(used.empty());
+  std::string name = used.filename().string();
+  fs::path older = options_.snapshot_dir / (name.substr(0, name.size() - 16) + "0123456789abcdef");
+  fs::create_directories(older);
+  WriteFile(older / "snapshot.json", "old");
+  auto pruned = (*rt)->PruneSnapshots();
+  ASSERT_TRUE(pruned) << pruned.error().message();
+  EXPECT_EQ(pruned->removed, std::vector<fs::path>{older});
+  EXPECT_TRUE(fs::exists(used / "ram"));
+  EXPECT_FALSE(fs::is_empty(used / "refs"));  // the paused sandbox's
   ASSERT_TRUE((*second)->Kill());
   EXPECT_FALSE(fs::exists(options_.state_dir / "sandboxes" / "vmtb"));
   InstanceSpec resume = Spec("vmtb");
