@@ -454,7 +454,7 @@ int main(int argc, char** argv) {
       if (auto st = vm_runtime->Prepare(is); !st) return Fatal("vm snapshot of " + t.name, st.error());
     }
     // Snapshots of older agent binaries or templates take GBs each.
-    if (auto pruned = vm_runtime->PruneSnapshots(); !pruned) {
+    if (auto pruned = vm_runtime->PruneSnapshots(flags.data_dir / "snapshots"); !pruned) {
       KILN_LOG(Warn, "pruning vm template snapshots", {"error", pruned.error().message()});
     } else if (!pruned->removed.empty()) {
       KILN_LOG(Info, "removed unused vm template snapshots", {"count", pruned->removed.size()},

@@ -309,7 +309,9 @@ bool Referenced(const fs::path& dir) {
       auto info = ReadWholeFile(fs::path(*pause_dir) / kPausedVmInfo, 1u << 20);
       if (!info && info.error().code() != Errc::kNotFound) return true;  // cannot tell: keep
       Json j = info ? Json::parse(*info, nullptr, false) : Json();
-      if (j.is_object() && j.value("snapshot", "") == dir.string()) {
+      std::error_code same;
+      if (j.is_object() && j.contains("snapshot") && j["snapshot"].is_string() &&
+          fs::equivalent(j["snapshot"].get<std::string>(), dir, same)) {
         live = true;
         continue;
       }
@@ -352,7 +354,8 @@ Result<PruneReport> PruneTemplateSnapshots(const fs::path& root,
   if (flock(lock.get(), LOCK_EX) < 0) return FailErrno("lock snapshots");
   for (const auto& entry : fs::directory_iterator(root, ec)) {
     const fs::path& dir = entry.path();
-    if (dir.filename().string().starts_with(".") || !entry.is_directory(ec)) continue;
+    std::error_code is_dir;
+    if (dir.filename().string().starts_with(".") || !entry.is_directory(is_dir)) continue;
     // Held by a kilnd: its share lock makes this one fail. A directory without snapshot.json
     // is an interrupted build (builds run under the lock held here).
     UniqueFd key(open((dir / "snapshot.json").c_str(), O_RDONLY | O_CLOEXEC));

@@ -210,8 +210,19 @@ Status VmRuntime::Prepare(const InstanceSpec& spec) {
   return {};
 }
 
-Result<PruneReport> VmRuntime::PruneSnapshots() {
+Result<PruneReport> VmRuntime::PruneSnapshots(const fs::path& paused_dir) {
   std::lock_guard l(snapshots_mu_);
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(paused_dir, ec)) {
+    auto info = ReadWholeFile(e.path() / kPausedVmInfo, 1u << 20);
+    if (!info) continue;  // not a vm sandbox's
+    Json j = Json::parse(*info, nullptr, false);
+    if (!j.is_object() || !j.contains("snapshot") || !j["snapshot"].is_string()) continue;
+    fs::path snapshot = j["snapshot"].get<std::string>();
+    std::error_code missing;
+    if (!fs::exists(snapshot / "snapshot.json", missing)) continue;  // gone already
+    KILN_TRY(AddTemplateSnapshotRef(snapshot, e.path()));
+  }
   // The templates this kilnd made snapshots of: their older snapshots are superseded.
   std::vector<std::string> templates;
   for (const auto& [key, snap] : snapshots_) {

@@ -96,7 +96,9 @@ class VmRuntime final : public Runtime {
 
   // Removes the template snapshots in the snapshot dir that no running kilnd uses and no
   // paused sandbox needs (PruneTemplateSnapshots); call it after Prepare()ing the templates.
-  Result<PruneReport> PruneSnapshots();
+  // `paused_dir` holds this kilnd's paused sandboxes (<data-dir>/snapshots): their refs are
+  // written first, so sandboxes paused by a kilnd that wrote none are kept too.
+  Result<PruneReport> PruneSnapshots(const std::filesystem::path& paused_dir);
 
   // At shutdown, once every sandbox is gone: removes the empty state directories.
   void RemoveStateDirIfEmpty();
