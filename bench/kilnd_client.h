@@ -149,9 +149,22 @@ inline std::optional<HttpResult> Exchange(const KilndEndpoint& ep, const std::st
 // base64("ready\n"): the stdout data event of `echo ready` in a process.Process/Start stream.
 inline constexpr char kReadyBase64[] = "cmVhZHkK";
 
-// The Connect-RPC envelope of a Process/Start of `/bin/echo ready` without stdin.
-inline std::string EchoReadyEnvelope() {
-  std::string msg = R"({"process":{"cmd":"/bin/echo","args":["ready"]},"stdin":false})";
+// How `echo ready` is started: as the SDK's commands.run("echo ready") sends it (a login bash,
+// where echo is a builtin), or as a process of its own (/bin/echo, a binary the sandbox may not
+// have run yet).
+enum class EchoForm { kSdk, kExec };
+
+inline const char* EchoFormName(EchoForm form) {
+  return form == EchoForm::kSdk ? "bash -l -c 'echo ready' (the SDK's commands.run)"
+                                : "/bin/echo ready (a process of its own)";
+}
+
+// The Connect-RPC envelope of a Process/Start of `echo ready` without stdin.
+inline std::string EchoReadyEnvelope(EchoForm form = EchoForm::kExec) {
+  std::string msg =
+      form == EchoForm::kSdk
+          ? R"({"process":{"cmd":"/bin/bash","args":["-l","-c","echo ready"]},"stdin":false})"
+          : R"({"process":{"cmd":"/bin/echo","args":["ready"]},"stdin":false})";
   std::string envelope(5, '\0');
   envelope[1] = static_cast<char>((msg.size() >> 24) & 0xff);
   envelope[2] = static_cast<char>((msg.size() >> 16) & 0xff);
@@ -162,29 +175,31 @@ inline std::string EchoReadyEnvelope() {
 
 // The request for `echo ready`; `headers` route it (through the kilnd proxy: sandbox id,
 // port and access token; straight to an agent: none).
-inline std::string EchoReadyRequest(const std::vector<std::string>& headers) {
+inline std::string EchoReadyRequest(const std::vector<std::string>& headers,
+                                    EchoForm form = EchoForm::kExec) {
   std::vector<std::string> h = headers;
   h.push_back("Connect-Protocol-Version: 1");
-  return Request("POST", "/process.Process/Start", h, EchoReadyEnvelope(),
+  return Request("POST", "/process.Process/Start", h, EchoReadyEnvelope(form),
                  "application/connect+json");
 }
 
 // Sends the `echo ready` request on the connected `fd` and reads until its output arrives;
 // false (with what was read in `data`) when the stream ends or fails first.
-inline bool EchoReadyOn(int fd, const std::vector<std::string>& headers, std::string& data) {
-  return WriteAll(fd, EchoReadyRequest(headers)) && ReadUntil(fd, data, kReadyBase64);
+inline bool EchoReadyOn(int fd, const std::vector<std::string>& headers, std::string& data,
+                        EchoForm form = EchoForm::kExec) {
+  return WriteAll(fd, EchoReadyRequest(headers, form)) && ReadUntil(fd, data, kReadyBase64);
 }
 
 // Runs `echo ready` in sandbox `id` through the kilnd proxy until its output arrives.
 inline bool RunEchoReady(const KilndEndpoint& ep, const std::string& id, const std::string& token,
-                         int read_timeout_ms = 0) {
+                         int read_timeout_ms = 0, EchoForm form = EchoForm::kExec) {
   int fd = Dial(ep.host, ep.port, read_timeout_ms);
   if (fd < 0) return false;
   std::string data;
   bool ok = EchoReadyOn(fd,
                         {"E2b-Sandbox-Id: " + id, "E2b-Sandbox-Port: 49983",
                          "X-Access-Token: " + token},
-                        data);
+                        data, form);
   close(fd);
   if (!ok) std::fprintf(stderr, "start failed: %s\n", data.c_str());
   return ok;
@@ -201,7 +216,8 @@ struct CreateSample {
 // until its output arrived and the sandbox (left running).
 inline std::optional<CreateSample> CreateAndRunEcho(const KilndEndpoint& ep,
                                                     const std::string& template_id = "base",
-                                                    int timeout_s = 120, int read_timeout_ms = 0) {
+                                                    int timeout_s = 120, int read_timeout_ms = 0,
+                                                    EchoForm form = EchoForm::kExec) {
   auto t0 = Clock::now();
   std::string body = R"({"templateID":")" + template_id + R"(","timeout":)" +
                      std::to_string(timeout_s) + "}";
@@ -217,7 +233,7 @@ inline std::optional<CreateSample> CreateAndRunEcho(const KilndEndpoint& ep,
   CreateSample s;
   s.id = j.is_object() ? j.value("sandboxID", "") : "";
   s.token = j.is_object() ? j.value("envdAccessToken", "") : "";
-  if (!RunEchoReady(ep, s.id, s.token, read_timeout_ms)) return std::nullopt;
+  if (!RunEchoReady(ep, s.id, s.token, read_timeout_ms, form)) return std::nullopt;
   auto t1 = Clock::now();
   s.ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
   s.create_ms = std::chrono::duration<double, std::milli>(t_created - t0).count();

@@ -6,8 +6,10 @@
 //   vm_bench --phase pool --url URL --api-key KEY [--count 50] --out FILE
 //     kilnd with a warm pool: before each create, waits until GET /kiln/status shows the base
 //     pool full again (as an operator sizes a pool for the load), then measures create ->
-//     first output of `echo ready` (POST /v2/sandboxes, then process.Process/Start through the
-//     proxy, like kilnd_create_bench). Writes the samples to FILE.
+//     first output of `/bin/echo ready` (POST /v2/sandboxes, then process.Process/Start through
+//     the proxy, like kilnd_create_bench); then the same with the command the SDK's
+//     commands.run("echo ready") sends (`bash -l -c 'echo ready'`: the template's login
+//     profile runs too). Writes the samples to FILE.
 //
 //   vm_bench --phase main --url URL --api-key KEY --name NAME --envd PATH --pool-results FILE
 //            [--count 50] [--boots 8] [--idle 20] [--max 60] [--cache /var/cache/kiln/vm]
@@ -164,21 +166,23 @@ Series SeriesFrom(const json& j) {
 
 // `count` sandboxes one after another, each killed after its output (outside the timed part,
 // so idle guests do not pile up on the 2 cores); with `wait_pool`, the pool is full before each.
-Series MeasureCreates(const Options& o, int count, bool wait_pool) {
+// `form`: how the command is started (a process of its own, or the SDK's login bash).
+Series MeasureCreates(const Options& o, int count, bool wait_pool,
+                      bench::EchoForm form = bench::EchoForm::kExec) {
   Series s;
   s.expected = count;
   for (int i = 0; i < count; ++i) {
     if (wait_pool && !WaitPoolFull(o.kilnd, std::chrono::seconds(120))) {
       std::fprintf(stderr, "the warm pool did not refill within 120 s\n");
     }
-    auto r = bench::CreateAndRunEcho(o.kilnd, "base", 120, kReadTimeoutMs);
+    auto r = bench::CreateAndRunEcho(o.kilnd, "base", 120, kReadTimeoutMs, form);
     if (!r) continue;
     s.total.push_back(r->ms);
     s.create.push_back(r->create_ms);
     // Where the first command's time goes: the same command again, the guest's code now
     // translated (TCG starts a restored guest with an empty translation cache).
     auto t0 = Clock::now();
-    if (bench::RunEchoReady(o.kilnd, r->id, r->token, kReadTimeoutMs)) {
+    if (bench::RunEchoReady(o.kilnd, r->id, r->token, kReadTimeoutMs, form)) {
       s.second.push_back(Ms(Clock::now() - t0));
     }
     bench::KillSandbox(o.kilnd, r->id);
@@ -196,7 +200,12 @@ int PoolPhase(const Options& o) {
   int target = 0;
   if (auto s = Status(o.kilnd)) target = (*s)["pool"]["base"].value("target", 0);
   Series s = MeasureCreates(o, o.count, true);
+  // The same as the SDK's commands.run("echo ready") sends it: a login bash, whose profile
+  // forks and execs `id` (the template's cost, not kiln's), with echo a builtin.
+  (void)MeasureCreates(o, 2, true, bench::EchoForm::kSdk);
+  Series sdk = MeasureCreates(o, o.count, true, bench::EchoForm::kSdk);
   json out = SeriesJson(s);
+  out["sdk"] = SeriesJson(sdk);
   out["pool_size"] = target;
   out["loadavg"] = LoadAvg();  // at the end of the phase
   std::ofstream f(o.out);
@@ -531,6 +540,7 @@ int MainPhase(const Options& o) {
   report["loadavg_start"] = load_start;
   json pool_json = json::parse(ReadFile(o.pool_results), nullptr, false);
   Series pool = SeriesFrom(pool_json);
+  Series pool_sdk = SeriesFrom(pool_json.is_object() ? pool_json.value("sdk", json()) : json());
   int pool_size = pool_json.is_object() ? pool_json.value("pool_size", 0) : 0;
   std::string pool_loadavg = pool_json.is_object() ? pool_json.value("loadavg", "") : "";
 
@@ -646,14 +656,17 @@ int MainPhase(const Options& o) {
 
   // ------------------------------------------------------------------ print
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  std::printf("vm runtime (accelerator %s, guest %u MiB): create -> first output of `echo ready`, "
+  std::printf("vm runtime (accelerator %s, guest %u MiB): create -> first output of %s, "
               "%d sandboxes each mode\n",
-              guest->machine.accel.c_str(), guest->machine.memory_mib, o.count);
+              guest->machine.accel.c_str(), guest->machine.memory_mib,
+              bench::EchoFormName(bench::EchoForm::kExec), o.count);
   std::printf("baseline: cold boot of the same guest (QEMU spawn -> first output), %zu/%d boots; "
               "p50 %.1f ms p99 %.1f ms\n",
               cold.size(), o.boots, Percentile(cold, 0.5), Percentile(cold, 0.99));
   PrintSeries(("warm pool (" + std::to_string(pool_size) + ")").c_str(), pool, cold);
   PrintSeries("no pool (restore)", nopool, cold);
+  std::printf("  the same with %s:\n", bench::EchoFormName(bench::EchoForm::kSdk));
+  PrintSeries(("warm pool (" + std::to_string(pool_size) + ")").c_str(), pool_sdk, cold);
   double pool_p50 = Percentile(pool.total, 0.5);
   double nopool_p50 = Percentile(nopool.total, 0.5);
   bool latency_ok = !pool.total.empty() && pool_p50 <= 100;
@@ -728,6 +741,7 @@ int MainPhase(const Options& o) {
   report["warm_pool_ms"]["pool_size"] = pool_size;
   report["warm_pool_ms"]["loadavg_end"] = pool_loadavg;
   report["no_pool_ms"] = series(nopool);
+  report["warm_pool_sdk_form_ms"] = series(pool_sdk);
   report["idle_memory_mib"] = {{"n", n_mem},
                                {"private", priv_avg},
                                {"pss", pss_avg},

@@ -161,6 +161,8 @@ class SandboxManager {
   http::Task<Status> WaitHttpReady(Instance& instance, uint16_t port, std::string path,
                                    std::chrono::milliseconds timeout);
   http::Task<Status> InitAgent(Instance& instance, const Sandbox& sb, const TemplateSpec& tmpl);
+  // POST /init with `body`; `token` (if any) is the agent's current access token.
+  http::Task<Status> PostInit(Instance& instance, std::string body, std::string token);
   http::Task<void> RefillPool(std::string template_id);
   void MaybeRefill(const std::string& template_id);
   size_t PoolTarget(const std::string& template_id) const;

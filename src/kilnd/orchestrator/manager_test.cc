@@ -55,6 +55,7 @@ class ManagerTest : public ::testing::Test {
       {
         std::lock_guard l(init_mu_);
         inits_.push_back(body ? *body : "");
+        events_.push_back("init");
       }
       co_await ex.Respond(http::Response::Empty(204));
     });
@@ -65,6 +66,7 @@ class ManagerTest : public ::testing::Test {
       {
         std::lock_guard l(init_mu_);
         warm_ups_.emplace_back(ex.request().Header(boost::beast::http::field::authorization));
+        events_.push_back("start");
       }
       co_await ex.Respond(http::Response::Empty(200));
     });
@@ -142,6 +144,7 @@ class ManagerTest : public ::testing::Test {
   std::mutex init_mu_;
   std::vector<std::string> inits_;
   std::vector<std::string> warm_ups_;  // their Authorization headers
+  std::vector<std::string> events_;    // "init" and "start", in the order the agent saw them
   std::map<std::string, Runtime*> extra_runtimes_;
   std::string template_runtime_;
 };
@@ -160,8 +163,33 @@ TEST_F(ManagerTest, CreateClaimsFromThePoolAndConfiguresTheAgent) {
   EXPECT_NEAR(static_cast<double>(row->end_at_ms - row->started_at_ms), 60000.0, 50.0);
   {
     std::lock_guard l(init_mu_);
-    ASSERT_EQ(inits_.size(), 1u);
-    json init = json::parse(inits_[0]);
+    // Each pool sandbox got the clock and fresh entropy before its warm-up, no token yet; the
+    // claim configured one (the refill behind the claim may have begun meanwhile).
+    ASSERT_GE(inits_.size(), 3u);
+    ASSERT_GE(events_.size(), 5u);
+    EXPECT_EQ(std::vector<std::string>(events_.begin(), events_.begin() + 4),
+              (std::vector<std::string>{"init", "start", "init", "start"}));
+    std::vector<json> clocks;
+    std::optional<json> claim;
+    for (const std::string& body : inits_) {
+      json j = json::parse(body);
+      if (!j.contains("accessToken")) {
+        clocks.push_back(j);
+      } else {
+        EXPECT_FALSE(claim) << "two inits with a token";
+        claim = j;
+      }
+    }
+    ASSERT_TRUE(claim);
+    ASSERT_GE(clocks.size(), 2u);
+    for (const json& clock : clocks) {
+      EXPECT_TRUE(clock.contains("timestamp")) << clock;
+      auto seed = Base64Decode(clock["entropy"].get<std::string>());
+      ASSERT_TRUE(seed);
+      EXPECT_EQ(seed->size(), 64u);
+    }
+    EXPECT_NE(clocks[0]["entropy"], clocks[1]["entropy"]);
+    json init = *claim;
     EXPECT_EQ(init["envVars"]["A"], "1");
     EXPECT_EQ(init["accessToken"], row->envd_token);
     EXPECT_EQ(init["defaultUser"], "user");

@@ -68,19 +68,28 @@ http::Task<Result<std::string>> Drain(http::ClientConnection& conn, milliseconds
   co_return raw;
 }
 
-}  // namespace
-
-Status StartGuestService(int netns_fd, int pidfd, const std::vector<std::string>& argv,
-                         uint16_t port, const std::string& path, Clock::time_point deadline) {
-  if (argv.empty()) return Fail(Errc::kInvalidArgument, "empty service command");
-  boost::asio::io_context io;
+// Starts `argv` in the guest as root (the agent in the network namespace `netns_fd`): the
+// connection with the process's stream, its head read.
+Result<std::shared_ptr<http::ClientConnection>> StartInGuest(boost::asio::io_context& io,
+                                                             int netns_fd,
+                                                             const std::vector<std::string>& argv) {
+  if (argv.empty()) return Fail(Errc::kInvalidArgument, "empty command");
   KILN_ASSIGN_OR_RETURN(UniqueFd fd, net::SocketInNetns(netns_fd, AF_INET,
                                                         SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   auto conn = RunSync(io, StartProcess(std::move(fd), wire::ServiceStartBody(argv)));
   if (!conn) return Unexpected(std::move(conn).error().Wrap("start " + argv[0]));
+  return std::move(*conn);
+}
+
+}  // namespace
+
+Status StartGuestService(int netns_fd, int pidfd, const std::vector<std::string>& argv,
+                         uint16_t port, const std::string& path, Clock::time_point deadline) {
+  boost::asio::io_context io;
+  KILN_ASSIGN_OR_RETURN(auto conn, StartInGuest(io, netns_fd, argv));
   auto ready = WaitGuestHttp(netns_fd, pidfd, deadline, port, path);
   if (!ready) {
-    auto raw = RunSync(io, Drain(**conn, milliseconds(200)));
+    auto raw = RunSync(io, Drain(*conn, milliseconds(200)));
     std::string output = raw ? wire::ProcessStreamText(*raw) : "";
     return Fail(ready.error().code(), argv[0] + " not ready (" + ready.error().message() + ")" +
                                           (output.empty() ? "" : "; its output: " + output));
@@ -90,15 +99,11 @@ Status StartGuestService(int netns_fd, int pidfd, const std::vector<std::string>
 
 Status RunGuestCommand(int netns_fd, const std::vector<std::string>& argv,
                        Clock::time_point deadline) {
-  if (argv.empty()) return Fail(Errc::kInvalidArgument, "empty command");
   boost::asio::io_context io;
-  KILN_ASSIGN_OR_RETURN(UniqueFd fd, net::SocketInNetns(netns_fd, AF_INET,
-                                                        SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  auto conn = RunSync(io, StartProcess(std::move(fd), wire::ServiceStartBody(argv)));
-  if (!conn) return Unexpected(std::move(conn).error().Wrap("start " + argv[0]));
+  KILN_ASSIGN_OR_RETURN(auto conn, StartInGuest(io, netns_fd, argv));
   // The agent ends the stream after the process's end event.
   auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-  auto raw = RunSync(io, Drain(**conn, std::max(left, milliseconds(1))));
+  auto raw = RunSync(io, Drain(*conn, std::max(left, milliseconds(1))));
   if (!raw) return Unexpected(std::move(raw).error().Wrap(argv[0]));
   auto end = wire::ProcessStreamEnd(*raw);
   if (!end && Clock::now() >= deadline) {

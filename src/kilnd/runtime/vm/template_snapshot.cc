@@ -296,6 +296,43 @@ Status AddTemplateSnapshotRef(const fs::path& dir, const fs::path& pause_dir) {
   return WriteWholeFile(refs / name, path, 0644);
 }
 
+Status WritePausedVmInfo(const fs::path& pause_dir, const PausedVmInfo& info) {
+  Json j = Json::object();
+  j["snapshot"] = info.snapshot.string();
+  j["memory_mib"] = info.memory_mib;
+  return WriteWholeFile(pause_dir / kPausedVmInfo, j.dump(), 0644);
+}
+
+Result<PausedVmInfo> ReadPausedVmInfo(const fs::path& pause_dir) {
+  fs::path file = pause_dir / kPausedVmInfo;
+  KILN_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(file, 1u << 20));
+  Json j = Json::parse(text, nullptr, false);
+  if (!j.is_object() || !j.contains("snapshot") || !j["snapshot"].is_string() ||
+      j["snapshot"].get<std::string>().empty()) {
+    return Fail(Errc::kInvalidArgument, "malformed " + file.string() + ": no \"snapshot\"");
+  }
+  PausedVmInfo info;
+  info.snapshot = j["snapshot"].get<std::string>();
+  if (j.contains("memory_mib")) {
+    const Json& m = j["memory_mib"];
+    if (!m.is_number_unsigned() || m.get<uint64_t>() > UINT32_MAX) {
+      return Fail(Errc::kInvalidArgument, "malformed " + file.string() + ": bad \"memory_mib\"");
+    }
+    info.memory_mib = m.get<uint32_t>();
+  }
+  return info;
+}
+
+std::optional<std::string> SnapshotTemplateName(std::string_view dir_name) {
+  constexpr size_t kHex = 16;
+  if (dir_name.size() < kHex + 2 || dir_name[dir_name.size() - kHex - 1] != '-') return std::nullopt;
+  if (!std::all_of(dir_name.end() - kHex, dir_name.end(),
+                   [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; })) {
+    return std::nullopt;
+  }
+  return std::string(dir_name.substr(0, dir_name.size() - kHex - 1));
+}
+
 namespace {
 
 // Whether a paused sandbox still needs the snapshot in `dir`: some ref names a pause
@@ -306,12 +343,13 @@ bool Referenced(const fs::path& dir) {
   for (const auto& ref : fs::directory_iterator(dir / "refs", ec)) {
     auto pause_dir = ReadWholeFile(ref.path(), 1u << 16);
     if (pause_dir) {
-      auto info = ReadWholeFile(fs::path(*pause_dir) / kPausedVmInfo, 1u << 20);
-      if (!info && info.error().code() != Errc::kNotFound) return true;  // cannot tell: keep
-      Json j = info ? Json::parse(*info, nullptr, false) : Json();
+      auto info = ReadPausedVmInfo(*pause_dir);
+      if (!info && info.error().code() != Errc::kNotFound &&
+          info.error().code() != Errc::kInvalidArgument) {
+        return true;  // cannot tell: keep
+      }
       std::error_code same;
-      if (j.is_object() && j.contains("snapshot") && j["snapshot"].is_string() &&
-          fs::equivalent(j["snapshot"].get<std::string>(), dir, same)) {
+      if (info && fs::equivalent(info->snapshot, dir, same)) {
         live = true;
         continue;
       }
@@ -338,13 +376,9 @@ Result<PruneReport> PruneTemplateSnapshots(const fs::path& root,
                                            const std::vector<std::string>& templates) {
   // <template>-<16 hex digits> of one of `templates`.
   auto ours = [&templates](const std::string& name) {
-    if (name.size() < 18 || name[name.size() - 17] != '-') return false;
-    if (!std::all_of(name.end() - 16, name.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); })) {
-      return false;
-    }
-    std::string t = name.substr(0, name.size() - 17);
-    return std::any_of(templates.begin(), templates.end(),
-                       [&t](const std::string& x) { return SafeName(x) == t; });
+    std::optional<std::string> t = SnapshotTemplateName(name);
+    return t && std::any_of(templates.begin(), templates.end(),
+                            [&t](const std::string& x) { return SafeName(x) == *t; });
   };
   PruneReport report;
   std::error_code ec;

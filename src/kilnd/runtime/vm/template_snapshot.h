@@ -93,6 +93,20 @@ Status AddTemplateSnapshotRef(const std::filesystem::path& dir,
 // {"snapshot": <template snapshot dir>, "memory_mib": N}.
 inline constexpr char kPausedVmInfo[] = "vm.json";
 
+struct PausedVmInfo {
+  std::filesystem::path snapshot;  // the template snapshot its memory and disk build on
+  uint32_t memory_mib = 0;         // 0: not recorded
+};
+
+Status WritePausedVmInfo(const std::filesystem::path& pause_dir, const PausedVmInfo& info);
+// kNotFound when `pause_dir` has no vm.json (not a vm sandbox's), kInvalidArgument when it is
+// malformed.
+Result<PausedVmInfo> ReadPausedVmInfo(const std::filesystem::path& pause_dir);
+
+// The template name in a snapshot directory's name ("<template>-<16 hex digits>"), or nothing
+// when `dir_name` is not one.
+std::optional<std::string> SnapshotTemplateName(std::string_view dir_name);
+
 struct PruneReport {
   std::vector<std::filesystem::path> removed;
   uint64_t bytes = 0;  // their disk usage

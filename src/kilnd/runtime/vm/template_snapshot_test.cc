@@ -107,5 +107,42 @@ TEST(PruneTemplateSnapshotsTest, NoRootIsNothingToDoAndHoldNeedsACompleteSnapsho
   EXPECT_EQ(hold.error().code(), Errc::kNotFound);
 }
 
+TEST(PausedVmInfoTest, RoundTripsAndRejectsWhatIsNotOne) {
+  testing::TempDir tmp;
+  ASSERT_TRUE(WritePausedVmInfo(tmp.path(), PausedVmInfo{"/var/cache/kiln/vm/snapshots/base-1", 768}));
+  auto info = ReadPausedVmInfo(tmp.path());
+  ASSERT_TRUE(info) << info.error().message();
+  EXPECT_EQ(info->snapshot, "/var/cache/kiln/vm/snapshots/base-1");
+  EXPECT_EQ(info->memory_mib, 768u);
+
+  auto none = ReadPausedVmInfo(tmp.path() / "nothing");
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code(), Errc::kNotFound);
+  for (const char* bad : {"", "[]", "{\"snapshot\":1}", "{\"snapshot\":\"\"}", "{\"memory_mib\":512}",
+                          "{\"snapshot\":\"/s\",\"memory_mib\":-1}",
+                          "{\"snapshot\":\"/s\",\"memory_mib\":\"512\"}",
+                          "{\"snapshot\":\"/s\",\"memory_mib\":99999999999}"}) {
+    ASSERT_TRUE(WriteWholeFile(tmp.path() / kPausedVmInfo, bad, 0644));
+    auto r = ReadPausedVmInfo(tmp.path());
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code(), Errc::kInvalidArgument) << bad;
+  }
+  // memory_mib is optional (0: not recorded).
+  ASSERT_TRUE(WriteWholeFile(tmp.path() / kPausedVmInfo, "{\"snapshot\":\"/s\"}", 0644));
+  auto bare = ReadPausedVmInfo(tmp.path());
+  ASSERT_TRUE(bare) << bare.error().message();
+  EXPECT_EQ(bare->memory_mib, 0u);
+}
+
+TEST(SnapshotTemplateNameTest, CutsTheKeyHash) {
+  EXPECT_EQ(SnapshotTemplateName("base-796cfb64870ab027"), "base");
+  EXPECT_EQ(SnapshotTemplateName("code-interpreter-v1-3aaeb9041ec57949"), "code-interpreter-v1");
+  EXPECT_EQ(SnapshotTemplateName("-796cfb64870ab027"), std::nullopt);  // no template name
+  EXPECT_EQ(SnapshotTemplateName("base-796cfb64870ab02"), std::nullopt);
+  EXPECT_EQ(SnapshotTemplateName("base_796cfb64870ab027"), std::nullopt);
+  EXPECT_EQ(SnapshotTemplateName("base-796cfb64870ab02g"), std::nullopt);
+  EXPECT_EQ(SnapshotTemplateName(".lock"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace kiln::kilnd::vm

@@ -86,10 +86,7 @@ Status VmInstance::SnapshotFiles(const fs::path& dest) {
   KILN_TRY(parts_.qemu->WaitMigration(std::chrono::minutes(5)));
   fs::copy_file(parts_.overlay, dest / "disk.qcow2", fs::copy_options::overwrite_existing, ec);
   if (ec) return Fail(Errc::kUnavailable, "copy the guest's disk: " + ec.message());
-  Json info = Json::object();
-  info["snapshot"] = parts_.snapshot.dir.string();
-  info["memory_mib"] = parts_.snapshot.memory_mib;
-  KILN_TRY(WriteWholeFile(dest / kPausedVmInfo, info.dump(), 0644));
+  KILN_TRY(WritePausedVmInfo(dest, PausedVmInfo{parts_.snapshot.dir, parts_.snapshot.memory_mib}));
   // The paused guest's disk is an overlay on the template's: keep the template while it exists.
   KILN_TRY(AddTemplateSnapshotRef(parts_.snapshot.dir, dest));
   return {};

@@ -45,13 +45,9 @@ bool ValidId(std::string_view id) {
 
 // The template dir a paused sandbox's memory refers to (its RAM file and disk chain).
 Result<TemplateSnapshot> PausedSnapshot(const fs::path& from, uint32_t memory_mib) {
-  KILN_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(from / kPausedVmInfo, 1u << 20));
-  Json info = Json::parse(text, nullptr, false);
-  if (!info.is_object() || !info.contains("snapshot") || !info["snapshot"].is_string()) {
-    return Fail(Errc::kInvalidArgument, "malformed " + (from / kPausedVmInfo).string());
-  }
-  TemplateSnapshot s = SnapshotLayout(info["snapshot"].get<std::string>(),
-                                      info.value("memory_mib", memory_mib));
+  KILN_ASSIGN_OR_RETURN(PausedVmInfo info, ReadPausedVmInfo(from));
+  TemplateSnapshot s =
+      SnapshotLayout(info.snapshot, info.memory_mib != 0 ? info.memory_mib : memory_mib);
   s.state = from / "memory";  // the paused guest's own, RAM included
   std::error_code ec;
   for (const fs::path& p : {s.disk, s.ram, s.agent_image, s.state}) {
@@ -214,20 +210,18 @@ Result<PruneReport> VmRuntime::PruneSnapshots(const fs::path& paused_dir) {
   std::lock_guard l(snapshots_mu_);
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(paused_dir, ec)) {
-    auto info = ReadWholeFile(e.path() / kPausedVmInfo, 1u << 20);
-    if (!info) continue;  // not a vm sandbox's
-    Json j = Json::parse(*info, nullptr, false);
-    if (!j.is_object() || !j.contains("snapshot") || !j["snapshot"].is_string()) continue;
-    fs::path snapshot = j["snapshot"].get<std::string>();
+    auto info = ReadPausedVmInfo(e.path());
+    if (!info) continue;  // not a vm sandbox's, or unreadable (its resume will say why)
     std::error_code missing;
-    if (!fs::exists(snapshot / "snapshot.json", missing)) continue;  // gone already
-    KILN_TRY(AddTemplateSnapshotRef(snapshot, e.path()));
+    if (!fs::exists(info->snapshot / "snapshot.json", missing)) continue;  // gone already
+    KILN_TRY(AddTemplateSnapshotRef(info->snapshot, e.path()));
   }
   // The templates this kilnd made snapshots of: their older snapshots are superseded.
   std::vector<std::string> templates;
   for (const auto& [key, snap] : snapshots_) {
-    std::string name = snap->dir.filename().string();
-    if (name.size() > 17) templates.push_back(name.substr(0, name.size() - 17));
+    if (auto name = SnapshotTemplateName(snap->dir.filename().string())) {
+      templates.push_back(std::move(*name));
+    }
   }
   return PruneTemplateSnapshots(options_.snapshot_dir, templates);
 }
