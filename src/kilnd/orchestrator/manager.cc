@@ -46,10 +46,18 @@ uint64_t HostMemAvailable() {
   return UINT64_MAX;
 }
 
-// The host's wall clock and fresh randomness for the sandbox's kernel: sandboxes restored from
-// one memory snapshot (vm runtime) wake with the snapshot's time and would share RNG state.
-json ClockInitBody() {
+// The agent's configuration; an empty `token` leaves the agent without one. With the host's
+// wall clock and fresh randomness for the sandbox's kernel: sandboxes restored from one memory
+// snapshot (vm runtime) wake with the snapshot's time and would share RNG state.
+std::string InitBody(const std::map<std::string, std::string>& env, const std::string& token,
+                     const std::string& user, const std::string& workdir) {
   json j = json::object();
+  json e = json::object();
+  for (const auto& [k, v] : env) e[k] = v;
+  j["envVars"] = e;
+  if (!token.empty()) j["accessToken"] = token;
+  j["defaultUser"] = user;
+  j["defaultWorkdir"] = workdir;
   int64_t now = NowMs();
   j["timestamp"] = FormatRfc3339(now / 1000, (now % 1000) * 1000000);
   char seed[64];
@@ -57,18 +65,6 @@ json ClockInitBody() {
     j["entropy"] = Base64Encode(std::string_view(seed, sizeof seed));
   }
   explicit_bzero(seed, sizeof seed);
-  return j;
-}
-
-std::string InitBody(const std::map<std::string, std::string>& env, const std::string& token,
-                     const std::string& user, const std::string& workdir) {
-  json j = ClockInitBody();
-  json e = json::object();
-  for (const auto& [k, v] : env) e[k] = v;
-  j["envVars"] = e;
-  j["accessToken"] = token;
-  j["defaultUser"] = user;
-  j["defaultWorkdir"] = workdir;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -409,11 +405,14 @@ http::Task<Result<std::shared_ptr<Instance>>> SandboxManager::StartInstance(
     co_return Unexpected(std::move(st).error());
   }
   if (!spec.files_from) {
-    // The clock and the RNG first (a VM restored from a snapshot wakes with the snapshot's
-    // time), so the warm-up runs the code paths of a guest whose clock has already jumped,
-    // and the claim's /init finds the clock right (vm under TCG: ~30 ms less on the sandbox's
-    // first command). The claim reseeds the RNG again; no token is set yet.
-    if (auto st = co_await PostInit(*instance, ClockInitBody().dump(), ""); !st) {
+    // The template's configuration first: the clock and the RNG (a VM restored from a snapshot
+    // wakes with the snapshot's time), its env vars, user and workdir. So the warm-up runs
+    // what the sandbox's first command will run (LANG loads a locale, for one), and the
+    // claim's /init moves no clock (vm under TCG: the create call ~20 -> ~10 ms). No token
+    // yet; the claim sets it, adds the sandbox's env vars and reseeds the RNG again.
+    if (auto st = co_await PostInit(*instance,
+                                    InitBody(tmpl.env, "", tmpl.default_user, tmpl.workdir), "");
+        !st) {
       co_await Destroy(instance);
       co_return Unexpected(std::move(st).error().Wrap("configure agent"));
     }

@@ -93,6 +93,7 @@ class ManagerTest : public ::testing::Test {
       t.name = "base";
       t.rootfs = "/nonexistent";
       t.runtime = template_runtime_;
+      t.env = {{"LANG", "C.UTF-8"}};
       return t;
     };
     manager_ = std::make_unique<SandboxManager>(io_, *store_, *runtime_, resolve, o);
@@ -163,8 +164,9 @@ TEST_F(ManagerTest, CreateClaimsFromThePoolAndConfiguresTheAgent) {
   EXPECT_NEAR(static_cast<double>(row->end_at_ms - row->started_at_ms), 60000.0, 50.0);
   {
     std::lock_guard l(init_mu_);
-    // Each pool sandbox got the clock and fresh entropy before its warm-up, no token yet; the
-    // claim configured one (the refill behind the claim may have begun meanwhile).
+    // Each pool sandbox got the template's configuration (env, user, workdir), the clock and
+    // fresh entropy before its warm-up, no token yet; the claim set one and the sandbox's env
+    // (the refill behind the claim may have begun meanwhile).
     ASSERT_GE(inits_.size(), 3u);
     ASSERT_GE(events_.size(), 5u);
     EXPECT_EQ(std::vector<std::string>(events_.begin(), events_.begin() + 4),
@@ -184,13 +186,16 @@ TEST_F(ManagerTest, CreateClaimsFromThePoolAndConfiguresTheAgent) {
     ASSERT_GE(clocks.size(), 2u);
     for (const json& clock : clocks) {
       EXPECT_TRUE(clock.contains("timestamp")) << clock;
+      EXPECT_EQ(clock["envVars"], (json{{"LANG", "C.UTF-8"}})) << clock;
+      EXPECT_EQ(clock["defaultUser"], "user");
+      EXPECT_EQ(clock["defaultWorkdir"], "/home/user");
       auto seed = Base64Decode(clock["entropy"].get<std::string>());
       ASSERT_TRUE(seed);
       EXPECT_EQ(seed->size(), 64u);
     }
     EXPECT_NE(clocks[0]["entropy"], clocks[1]["entropy"]);
     json init = *claim;
-    EXPECT_EQ(init["envVars"]["A"], "1");
+    EXPECT_EQ(init["envVars"], (json{{"A", "1"}, {"LANG", "C.UTF-8"}}));
     EXPECT_EQ(init["accessToken"], row->envd_token);
     EXPECT_EQ(init["defaultUser"], "user");
     EXPECT_EQ(init["defaultWorkdir"], "/home/user");
