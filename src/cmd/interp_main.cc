@@ -166,6 +166,7 @@ int main(int argc, char** argv) {
   server.Start();
   KILN_LOG(Info, "kiln-interp listening", {"addr", flags.listen}, {"port", server.port()});
   if (flags.defaults) boost::asio::co_spawn(io, api.StartDefaultsLogged(), boost::asio::detached);
+  boost::asio::co_spawn(io, api.WatchClock(), boost::asio::detached);
   boost::asio::signal_set stop(io, SIGINT, SIGTERM);
   stop.async_wait([&io](const boost::system::error_code&, int) { io.stop(); });
   io.run();

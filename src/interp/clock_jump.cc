@@ -23,4 +23,9 @@ uint64_t ClockJumpDetector::Update(int64_t offset_ms, int64_t threshold_ms) {
   return generation_;
 }
 
+uint64_t ClockJumpDetector::NewGeneration(int64_t offset_ms) {
+  offset_ms_ = offset_ms;
+  return ++generation_;
+}
+
 }  // namespace kiln::interp

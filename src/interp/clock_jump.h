@@ -20,6 +20,8 @@ class ClockJumpDetector {
   // Takes a new reading; a change of more than `threshold_ms` since the last one starts a new
   // generation. Returns the generation (0 until the first jump).
   uint64_t Update(int64_t offset_ms, int64_t threshold_ms = 2000);
+  // Starts a new generation whatever the change (the clock is known to have been set).
+  uint64_t NewGeneration(int64_t offset_ms);
   uint64_t generation() const { return generation_; }
 
  private:

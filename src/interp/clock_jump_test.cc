@@ -17,6 +17,13 @@ TEST(ClockJumpDetectorTest, JumpsStartGenerationsSmallDriftDoesNot) {
   EXPECT_EQ(d.generation(), 2u);
 }
 
+TEST(ClockJumpDetectorTest, AKnownClockSetStartsAGenerationWhateverItsSize) {
+  ClockJumpDetector d(1'000'000);
+  EXPECT_EQ(d.NewGeneration(1'001'200), 1u);  // set 1.2 s ahead: under the jump threshold
+  EXPECT_EQ(d.Update(1'001'210), 1u);         // the new offset is the baseline
+  EXPECT_EQ(d.Update(1'010'000), 2u);
+}
+
 TEST(ClockJumpDetectorTest, ReadsTheClocks) {
   int64_t a = WallMinusMonotonicMs();
   int64_t b = WallMinusMonotonicMs();
@@ -29,7 +36,7 @@ TEST(ReseedCodeTest, PerLanguage) {
   EXPECT_NE(py.find("random"), std::string::npos);
   EXPECT_NE(py.find("numpy"), std::string::npos);
   EXPECT_NE(ReseedCode(Language::kBash).find("RANDOM="), std::string::npos);
-  EXPECT_EQ(ReseedCode(Language::kJavaScript), "");
+  EXPECT_EQ(ReseedCode(Language::kJavaScript), kFreshJsProcess);
 }
 
 }  // namespace

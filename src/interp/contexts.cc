@@ -135,6 +135,7 @@ http::Task<Status> Contexts::Revive(Context& context) {
   KILN_CO_ASSIGN_OR_RETURN(auto kernel, co_await StartKernel(context.language, context.cwd));
   context.kernel = std::move(kernel);
   context.global_env_applied = false;
+  context.user_code_ran = false;
   co_return Status();
 }
 

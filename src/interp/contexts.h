@@ -57,6 +57,9 @@ struct Context {
   bool global_env_applied = false;
   // The clock generation (ClockJumpDetector) its kernel's random generators were seeded in.
   uint64_t seeded_generation = 0;
+  // Whether its kernel ran any of the user's code (not only kiln-interp's own): then a restore
+  // is its own sandbox's resume, not a copy of the template's snapshot, and it is not reseeded.
+  bool user_code_ran = false;
   bool removed = false;
   // Set by Restart from the moment it kills the kernel until the new one runs, so that the
   // execution it cut short reports a restart (and leaves the new kernel to Restart).

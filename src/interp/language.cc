@@ -143,7 +143,7 @@ std::string ReseedCode(Language language) {
     case Language::kBash:
       return "RANDOM=$(od -An -N4 -tu4 /dev/urandom)\n";
     case Language::kJavaScript:
-      return "";
+      return kFreshJsProcess;
   }
   return "";
 }

@@ -50,10 +50,16 @@ std::string EnvCode(Language language,
 
 bool IsEnvName(std::string_view name);
 
-// Code that reseeds the kernel's in-process random generators from the OS (python: `random`
-// and numpy's global generator if loaded; bash: $RANDOM). Run after the sandbox was restored
-// from a memory snapshot, where every copy would otherwise go on with the same sequence.
-// Empty when there is nothing it can reseed (javascript: V8 cannot reseed Math.random).
+// The JavaScript kernel's directive to replace its node process with a new one (in the same
+// working directory): V8's Math.random and OpenSSL's generators cannot be reseeded in place.
+inline constexpr char kFreshJsProcess[] = "%kiln_fresh_process";
+
+// Code that reseeds a kernel's in-process random generators from the OS (python: `random` and
+// numpy's global generator if loaded; bash: $RANDOM; javascript: a new node process). Run in
+// kernels that ran none of the user's code when the sandbox was restored from a memory
+// snapshot (a template's, of which every sandbox is a copy that would otherwise go on with the
+// same sequences). A kernel that ran the user's code comes back from its own sandbox's pause,
+// of which there is no other copy, and keeps its state (a seed the user set, say).
 std::string ReseedCode(Language language);
 
 }  // namespace kiln::interp

@@ -1,7 +1,10 @@
 #include "interp/server.h"
 
+#include <sys/timerfd.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -189,6 +192,68 @@ http::Task<void> InterpServer::StartDefaultsLogged() {
     KILN_LOG(Error, "default contexts failed", {"error", st.error().message()});
   } else {
     KILN_LOG(Info, "default contexts ready");
+  }
+}
+
+http::Task<void> InterpServer::ReseedIfRestored(Context& context) {
+  // A kernel that lived through a restore of the template's snapshot shares its random
+  // generators' state with every other sandbox restored from it: reseed them before the user's
+  // code runs. (One that ran the user's code was restored from its own sandbox's pause.)
+  uint64_t generation = clock_.Update(WallMinusMonotonicMs());
+  if (context.seeded_generation == generation || !context.kernel || !context.kernel->alive()) {
+    co_return;
+  }
+  if (std::string code = ReseedCode(context.language); !code.empty() && !context.user_code_ran) {
+    auto seeded = co_await RunSilent(*context.kernel, std::move(code));
+    if (!seeded) {
+      KILN_LOG(Warn, "kernel not reseeded", {"context", context.id},
+               {"error", seeded.error().message()});
+    } else if (seeded->status != "ok") {
+      KILN_LOG(Warn, "kernel not reseeded", {"context", context.id},
+               {"error", seeded->content.value("evalue", seeded->status)});
+    }
+  }
+  context.seeded_generation = generation;
+}
+
+http::Task<void> InterpServer::WatchClock() {
+  // A realtime timer far in the future with TFD_TIMER_CANCEL_ON_SET: its read fails with
+  // ECANCELED as soon as anyone sets the clock.
+  int raw = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (raw < 0) {
+    KILN_LOG(Warn, "no clock watch (kernels are reseeded at their next cell)",
+             {"error", strerror(errno)});
+    co_return;
+  }
+  asio::posix::stream_descriptor fd(executor_, raw);
+  for (;;) {
+    itimerspec far{};
+    far.it_value.tv_sec = time(nullptr) + 10 * 365 * 86400;
+    if (timerfd_settime(fd.native_handle(), TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &far,
+                        nullptr) < 0) {
+      KILN_LOG(Warn, "no clock watch (kernels are reseeded at their next cell)",
+               {"error", strerror(errno)});
+      co_return;
+    }
+    boost::system::error_code ec;
+    co_await fd.async_wait(asio::posix::stream_descriptor::wait_read,
+                           asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;  // the executor is stopping
+    uint64_t expirations = 0;
+    if (read(fd.native_handle(), &expirations, sizeof expirations) < 0 && errno != ECANCELED &&
+        errno != EAGAIN) {
+      KILN_LOG(Warn, "clock watch failed", {"error", strerror(errno)});
+      co_return;
+    }
+    // envd sets the clock only when it lags by more than a second, which is below the
+    // detector's threshold for a jump noticed at a cell.
+    clock_.NewGeneration(WallMinusMonotonicMs());
+    // The contexts in turn, each under its mutex (a cell waits for its kernel's reseed).
+    for (const std::shared_ptr<Context>& context : contexts_.List()) {
+      co_await context->mutex.Lock();
+      if (!context->removed) co_await ReseedIfRestored(*context);
+      context->mutex.Unlock();
+    }
   }
 }
 
@@ -424,6 +489,8 @@ http::Task<void> InterpServer::ExecuteLocked(std::shared_ptr<Run> run) {
     }
   }
   std::shared_ptr<Kernel> kernel = context.kernel;
+  // First: a reseed may replace the kernel's node process (javascript), which loses its state.
+  co_await ReseedIfRestored(context);
   if (!context.global_env_applied) {
     if (!run->global_env.empty()) {
       auto set = co_await RunSilent(*kernel, EnvCode(context.language, Changes(run->global_env)));
@@ -431,21 +498,12 @@ http::Task<void> InterpServer::ExecuteLocked(std::shared_ptr<Run> run) {
     }
     context.global_env_applied = true;
   }
-  // A kernel that lived through a snapshot restore shares its random generators' state with
-  // every other sandbox restored from that snapshot: reseed them before the user's code runs.
-  uint64_t generation = clock_.Update(WallMinusMonotonicMs());
-  if (context.seeded_generation != generation) {
-    if (std::string code = ReseedCode(context.language); !code.empty()) {
-      auto seeded = co_await RunSilent(*kernel, std::move(code));
-      if (!seeded) KILN_LOG(Warn, "kernel not reseeded", {"error", seeded.error().message()});
-    }
-    context.seeded_generation = generation;
-  }
   if (!run->env_vars.empty()) {
     auto set = co_await RunSilent(*kernel, EnvCode(context.language, Changes(run->env_vars)));
     if (!set) KILN_LOG(Warn, "env vars not applied", {"error", set.error().message()});
   }
   run->executing = kernel;
+  context.user_code_ran = true;
   std::weak_ptr<Run> weak = run;
   OutputFn on_output = [weak](const Message& message) {
     auto r = weak.lock();

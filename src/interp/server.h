@@ -39,6 +39,10 @@ class InterpServer {
   http::Task<Status> StartDefaults();
   // StartDefaults, logging the outcome (for co_spawn).
   http::Task<void> StartDefaultsLogged();
+  // Runs until the executor stops: whenever the wall clock is set (the agent's /init after a
+  // restore from a memory snapshot), reseeds every context's kernel at once, so the work
+  // (a new node process, say) is done before the sandbox's first cell rather than in it.
+  http::Task<void> WatchClock();
   http::Task<void> Handle(http::Exchange& ex);
 
   struct Run;  // one /execute in flight
@@ -52,6 +56,9 @@ class InterpServer {
   http::Task<Result<std::map<std::string, std::string>>> GlobalEnv(std::string token);
   http::Task<void> Execute(std::shared_ptr<Run> run);
   http::Task<void> ExecuteLocked(std::shared_ptr<Run> run);
+  // When the sandbox was restored from a memory snapshot since `context`'s kernel was last
+  // seeded, reseeds it (ReseedCode). The caller holds the context's mutex.
+  http::Task<void> ReseedIfRestored(Context& context);
 
   boost::asio::any_io_executor executor_;
   Contexts& contexts_;

@@ -33,6 +33,12 @@ __version__ = "1.0.0"
 
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kiln_js_driver.js")
 
+# A cell of exactly this text replaces the node process with a new one in the same working
+# directory. kiln-interp sends it after the sandbox was restored from a memory snapshot while
+# node had run none of the user's code: V8's Math.random and OpenSSL's generators cannot be
+# reseeded in place, and every copy of the snapshot would go on with the same sequences.
+FRESH_PROCESS = "%kiln_fresh_process"
+
 
 class JavaScriptKernel(ChildKernel):
     implementation = "kiln_js_kernel"
@@ -193,6 +199,10 @@ class JavaScriptKernel(ChildKernel):
     async def do_execute(self, code, silent, store_history=True, user_expressions=None,
                          allow_stdin=False, *, cell_id=None):
         self.loop = asyncio.get_running_loop()
+        if code.strip() == FRESH_PROCESS:
+            if self.child is not None:
+                self.drain_output()
+                self._stop_child()
         try:
             notice = await self._ensure_node()
         except Exception as e:
@@ -201,7 +211,7 @@ class JavaScriptKernel(ChildKernel):
             return self.send_error("Error", msg, ["Error: " + msg])
         if notice:
             self._emit_stream("stderr", notice)
-        if not code.strip():
+        if not code.strip() or code.strip() == FRESH_PROCESS:
             return self.ok_reply()
 
         self.cell_seq += 1

@@ -1,5 +1,10 @@
 #include "kilnd/proxy/proxy.h"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -136,11 +141,36 @@ http::Task<void> Proxy::Handle(http::Exchange& ex, Result<ProxyTarget> target) {
     unsigned status = instance.error().code() == Errc::kUnavailable ? 409 : 502;
     co_return (void)co_await ex.Respond(SandboxError(status, id, instance.error().message()));
   }
+  // A sandbox that dies while this request waits on it (killed at its timeout, say) ends the
+  // request, also while it connects: a VM's end vanishes with QEMU, without a FIN or RST, and a
+  // connect to a VM that is gone would wait for its whole timeout. The exit shuts the socket
+  // down (through a duplicate of it); a connecting TCP socket then fails at once.
+  auto exit_fd = (*instance)->ExitFd();
+  if (!exit_fd && exit_fd.error().code() != Errc::kUnimplemented) {
+    co_return (void)co_await ex.Respond(SandboxError(502, id, "The sandbox is not running"));
+  }
   auto fd = (*instance)->OpenSocket();
   if (!fd) {
     KILN_LOG(Warn, "proxy socket", {"sandbox", id}, {"error", fd.error().message()});
     co_return (void)co_await ex.Respond(SandboxError(502, id, "The sandbox is not reachable"));
   }
+  std::unique_ptr<asio::posix::stream_descriptor> exit_watch;
+  if (exit_fd) {
+    auto socket = std::make_shared<UniqueFd>(fcntl(fd->get(), F_DUPFD_CLOEXEC, 0));
+    if (!*socket) {
+      KILN_LOG(Warn, "proxy socket", {"sandbox", id}, {"error", strerror(errno)});
+      co_return (void)co_await ex.Respond(SandboxError(502, id, "The sandbox is not reachable"));
+    }
+    exit_watch = std::make_unique<asio::posix::stream_descriptor>(
+        co_await asio::this_coro::executor, exit_fd->release());
+    exit_watch->async_wait(asio::posix::stream_descriptor::wait_read,
+                           [socket](const boost::system::error_code& ec) {
+                             if (!ec) shutdown(socket->get(), SHUT_RDWR);
+                           });
+  }
+  ScopeExit stop_watching([&exit_watch] {
+    if (exit_watch) exit_watch->cancel();
+  });
   const std::string address((*instance)->address());
   auto conn = co_await http::ClientConnection::ConnectFd(std::move(*fd), address, target->port,
                                                          kConnectTimeout);
@@ -149,25 +179,6 @@ http::Task<void> Proxy::Handle(http::Exchange& ex, Result<ProxyTarget> target) {
         SandboxError(502, id, "The sandbox is running but port is not open"));
   }
   auto& upstream = conn->stream();
-  // A sandbox that dies while this request waits on it (killed at its timeout, say) ends the
-  // request: a VM's end of the connection vanishes with QEMU, without a FIN or RST, so the
-  // sandbox's exit shuts the upstream socket down.
-  auto watching = std::make_shared<bool>(true);
-  std::unique_ptr<asio::posix::stream_descriptor> exit_watch;
-  if (auto exit_fd = (*instance)->ExitFd()) {
-    exit_watch = std::make_unique<asio::posix::stream_descriptor>(upstream.get_executor(),
-                                                                  exit_fd->release());
-    exit_watch->async_wait(asio::posix::stream_descriptor::wait_read,
-                           [watching, &upstream](const boost::system::error_code& ec) {
-                             if (ec || !*watching) return;
-                             boost::system::error_code ignored;
-                             upstream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-                           });
-  }
-  ScopeExit stop_watching([&watching, &exit_watch] {
-    *watching = false;  // a completion already queued must not touch `upstream` any more
-    if (exit_watch) exit_watch->cancel();
-  });
 
   // Request: head, then the body as it arrives (re-chunked when it came chunked).
   bool has_length = head.headers.find(beast::http::field::content_length) != head.headers.end();

@@ -1,5 +1,8 @@
 #include "kilnd/proxy/proxy.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -9,6 +12,8 @@
 #include <boost/asio/use_future.hpp>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <gtest/gtest.h>
 #include <thread>
 
@@ -65,6 +70,20 @@ TEST(RouteRequestTest, EverythingElseIsTheApi) {
 
 namespace asio = boost::asio;
 using std::chrono::milliseconds;
+
+// GET `path` on `port` of sandbox `id` through the proxy listening on `proxy_port`. (A
+// coroutine's arguments live in its frame; a lambda's captures would not outlive the call.)
+http::Task<Result<http::ClientResponse>> GetThroughProxy(uint16_t proxy_port, std::string id,
+                                                         uint16_t port, std::string path) {
+  auto conn = co_await http::ClientConnection::Connect("127.0.0.1", proxy_port, milliseconds(5000));
+  if (!conn) co_return Unexpected(conn.error());
+  http::ClientRequest req;
+  req.method = http::Verb::get;
+  req.target = path;
+  req.headers.set("E2b-Sandbox-Id", id);
+  req.headers.set("E2b-Sandbox-Port", std::to_string(port));
+  co_return co_await conn->Send(std::move(req), milliseconds(20000));
+}
 
 // The proxy in front of a manager with fake sandboxes whose "agent" is a server on loopback;
 // GET /hang there takes the request and never answers (like a guest that is gone).
@@ -173,19 +192,7 @@ TEST_F(ProxyRelayTest, ARequestWaitingOnASandboxThatDiesEnds) {
   const uint16_t port = agent_->port();
   const uint16_t proxy_port = server_->port();
   auto t0 = std::chrono::steady_clock::now();
-  // (A coroutine's arguments live in its frame; a lambda's captures would not outlive the call.)
-  auto hang = [](std::string sandbox, uint16_t agent_port,
-                 uint16_t to) -> http::Task<Result<http::ClientResponse>> {
-    auto conn = co_await http::ClientConnection::Connect("127.0.0.1", to, milliseconds(5000));
-    if (!conn) co_return Unexpected(conn.error());
-    http::ClientRequest req;
-    req.method = http::Verb::get;
-    req.target = "/hang";
-    req.headers.set("E2b-Sandbox-Id", sandbox);
-    req.headers.set("E2b-Sandbox-Port", std::to_string(agent_port));
-    co_return co_await conn->Send(std::move(req), milliseconds(20000));
-  };
-  auto reply = asio::co_spawn(io_, hang(id, port, proxy_port), asio::use_future);
+  auto reply = asio::co_spawn(io_, GetThroughProxy(proxy_port, id, port, "/hang"), asio::use_future);
   for (auto until = t0 + std::chrono::seconds(10); !hung_ && std::chrono::steady_clock::now() < until;) {
     std::this_thread::yield();
   }
@@ -202,6 +209,68 @@ TEST_F(ProxyRelayTest, ARequestWaitingOnASandboxThatDiesEnds) {
   ASSERT_TRUE(res) << res.error().message();
   EXPECT_EQ(res->status, 502u) << res->body;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+}
+
+// Sockets to 127.0.0.1:`port` in SYN_SENT (a connect that waits for an answer).
+int SynSentTo(uint16_t port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // header
+  int n = 0;
+  char want[16];
+  std::snprintf(want, sizeof want, "0100007F:%04X", port);
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string slot, local, remote, state;
+    if ((ls >> slot >> local >> remote >> state) && remote == want && state == "02") ++n;
+  }
+  return n;
+}
+
+TEST_F(ProxyRelayTest, ASandboxThatDiesWhileTheProxyConnectsEndsTheRequest) {
+  // A listener whose accept queue is full drops SYNs: a connect to it waits (as one to a VM
+  // whose QEMU is gone does, until the proxy's connect timeout).
+  UniqueFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener.get(), 0), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const uint16_t full_port = ntohs(addr.sin_port);
+  std::vector<UniqueFd> fillers;
+  for (int i = 0; i < 8 && SynSentTo(full_port) == 0; ++i) {
+    fillers.emplace_back(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    (void)connect(fillers.back().get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  }
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+       SynSentTo(full_port) == 0 && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::yield();
+  }
+  const int waiting_before = SynSentTo(full_port);
+  ASSERT_GT(waiting_before, 0) << "could not fill the listener's queue";
+
+  auto row = Run([this] { return manager_->Create(CreateParams{}); });
+  ASSERT_TRUE(row) << row.error().message();
+  const std::string id = row->id;
+  const uint16_t proxy_port = server_->port();
+  auto reply =
+      asio::co_spawn(io_, GetThroughProxy(proxy_port, id, full_port, "/"), asio::use_future);
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+       SynSentTo(full_port) <= waiting_before && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::yield();
+  }
+  ASSERT_GT(SynSentTo(full_port), waiting_before) << "the proxy is not connecting";
+  auto t_kill = std::chrono::steady_clock::now();
+  auto killed = Run([this, id] { return manager_->Kill(id); });
+  ASSERT_TRUE(killed) << killed.error().message();
+  auto res = reply.get();
+  ASSERT_TRUE(res) << res.error().message();
+  EXPECT_EQ(res->status, 502u) << res->body;
+  // Without the exit watch the connect runs into its 5 s timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - t_kill, std::chrono::seconds(2));
 }
 
 }  // namespace

@@ -147,6 +147,19 @@ test('code interpreters restored from one snapshot: kernels get fresh random gen
     const [yr, yn] = y.trim().split(' ')
     assert.notEqual(xr, yr, 'random.random() is the same in both sandboxes')
     assert.notEqual(xn, yn, 'numpy.random.rand() is the same in both sandboxes')
+    // node's Math.random (V8) and crypto (OpenSSL) cannot be reseeded in place: the javascript
+    // kernel gets a new node process after the restore.
+    const js = "const c = require('crypto'); [c.randomBytes(16).toString('hex'), Math.random(), c.randomUUID(), process.cwd()].join(' ')"
+    const [ja, jb] = await Promise.all([a.runCode(js, { language: 'javascript', timeoutMs: 120_000 }),
+      b.runCode(js, { language: 'javascript', timeoutMs: 120_000 })])
+    assert.equal(ja.error, undefined)
+    assert.equal(jb.error, undefined)
+    const [pa, pb] = [ja.text.replace(/'/g, '').split(' '), jb.text.replace(/'/g, '').split(' ')]
+    assert.match(pa[0], /^[0-9a-f]{32}$/)
+    assert.notEqual(pa[0], pb[0], 'crypto.randomBytes() is the same in both sandboxes')
+    assert.notEqual(pa[1], pb[1], 'Math.random() is the same in both sandboxes')
+    assert.notEqual(pa[2], pb[2], 'crypto.randomUUID() is the same in both sandboxes')
+    assert.equal(pa[3], '/home/user', 'the new node process kept the working directory')
   } finally {
     await Promise.all([a.kill(), b.kill()])
   }

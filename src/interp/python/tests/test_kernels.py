@@ -243,6 +243,16 @@ class JavaScriptKernelTest(unittest.TestCase):
         self.assertEqual(r.errors[0]["ename"], "KeyboardInterrupt")
         self.assertEqual(self.text(self.run_cell("kKeep2")), "'kept2'")
 
+    def test_fresh_process(self):
+        self.run_cell("process.chdir('/tmp'); var kBefore = 1")
+        pid = self.text(self.run_cell("process.pid"))
+        r = self.run_cell("%kiln_fresh_process")
+        self.assertEqual((r.errors, r.results, r.reply["content"]["status"]), ([], [], "ok"), r)
+        self.assertNotEqual(self.text(self.run_cell("process.pid")), pid)
+        self.assertEqual(self.text(self.run_cell("typeof kBefore")), "'undefined'")
+        self.assertEqual(self.text(self.run_cell("process.cwd()")), "'/tmp'")
+        self.run_cell("process.chdir(%r)" % self.tmp)
+
     def test_zz_node_death_restarts(self):
         self.run_cell("process.chdir('/tmp'); var kGone = 1")
         r = self.run_cell("console.log('bye'); process.exit(3)")
