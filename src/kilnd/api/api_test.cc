@@ -10,7 +10,7 @@
 
 #include "base/encoding.h"
 #include "http/client.h"
-#include "kilnd/orchestrator/fake_runtime.h"
+#include "kilnd/orchestrator/manager_fixture.h"
 
 namespace kiln::kilnd {
 namespace {
@@ -20,72 +20,31 @@ using json = nlohmann::json;
 using std::chrono::milliseconds;
 
 // kilnd's API on loopback over a manager with a fake runtime and a fake agent.
-class ApiTest : public ::testing::Test {
+class ApiTest : public fakes::ManagerFixture {
  protected:
-  template <typename F>
-  auto Run(F f) {
-    return asio::co_spawn(io_, f(), asio::use_future).get();
-  }
-
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("kiln-api-test-" + std::to_string(getpid()));
-    std::filesystem::create_directories(dir_);
-    agent_router_.Add(http::Verb::get, "/health", [](http::Exchange& ex) -> http::Task<void> {
-      co_await ex.Respond(http::Response::Empty(204));
-    });
-    agent_router_.Add(http::Verb::post, "/init", [](http::Exchange& ex) -> http::Task<void> {
-      (void)co_await ex.ReadBody(1 << 20);
-      co_await ex.Respond(http::Response::Empty(204));
-    });
-    agent_ = std::make_unique<http::Server>(io_, agent_router_, http::ServerOptions{});
-    ASSERT_TRUE(agent_->Listen("127.0.0.1", 0));
-    agent_->Start();
-    auto store = Store::Open(dir_ / "kiln.db");
-    ASSERT_TRUE(store);
-    store_ = std::move(*store);
+    MakeDir("api");
+    AddHealthAndInit();
+    StartAgent();
+    OpenStore();
     keys_ = std::make_unique<ApiKeys>(*store_);
     auto key = keys_->Create("test");
     ASSERT_TRUE(key);
     key_ = *key;
-    journal_ = std::make_shared<fakes::Journal>();
-    runtime_ = std::make_unique<fakes::FakeRuntime>(journal_);
-    ManagerOptions o;
-    o.data_dir = dir_;
-    o.pool_sizes.clear();
-    o.agent_port = agent_->port();
-    manager_ = std::make_unique<SandboxManager>(
-        io_, *store_, *runtime_,
-        [](std::string_view name) -> Result<TemplateSpec> {
-          if (name != "base") return Fail(Errc::kNotFound, "template \"" + std::string(name) + "\" not found");
-          TemplateSpec spec;
-          spec.name = "base";
-          spec.rootfs = "/nonexistent";
-          return spec;
-        },
-        o);
-    ASSERT_TRUE(manager_->Start());
+    StartManager(WithoutPool(), BaseTemplate);
     api_ = std::make_unique<Api>(*manager_, *keys_, ApiOptions{});
     server_ = std::make_unique<http::Server>(
         io_, [this](http::Exchange& ex) { return api_->Handle(ex); }, http::ServerOptions{});
     ASSERT_TRUE(server_->Listen("127.0.0.1", 0));
     server_->Start();
-    thread_ = std::thread([this] {
-      auto guard = asio::make_work_guard(io_);
-      io_.run();
-    });
+    StartIoThread();
   }
 
   void TearDown() override {
-    Run([this]() -> http::Task<int> {
-      co_await manager_->Shutdown();
-      co_return 0;
-    });
-    io_.stop();
-    thread_.join();
+    StopIo();
     server_.reset();
     api_.reset();
-    manager_.reset();
-    std::filesystem::remove_all(dir_);
+    ManagerFixture::TearDown();
   }
 
   http::ClientResponse Call(http::Verb method, std::string target, std::string body = "",
@@ -110,19 +69,10 @@ class ApiTest : public ::testing::Test {
     return json::parse(r.body, nullptr, false).value("sandboxID", "");
   }
 
-  std::filesystem::path dir_;
-  asio::io_context io_;
-  http::Router agent_router_;
-  std::unique_ptr<http::Server> agent_;
-  std::unique_ptr<Store> store_;
   std::unique_ptr<ApiKeys> keys_;
   std::string key_;
-  std::shared_ptr<fakes::Journal> journal_;
-  std::unique_ptr<fakes::FakeRuntime> runtime_;
-  std::unique_ptr<SandboxManager> manager_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<http::Server> server_;
-  std::thread thread_;
 };
 
 TEST_F(ApiTest, AuthIsRequiredExceptForHealth) {

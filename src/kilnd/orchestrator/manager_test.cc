@@ -18,6 +18,7 @@
 #include "base/encoding.h"
 #include "http/server.h"
 #include "kilnd/orchestrator/fake_runtime.h"
+#include "kilnd/orchestrator/manager_fixture.h"
 
 namespace kiln::kilnd {
 namespace {
@@ -28,25 +29,12 @@ using fakes::Journal;
 namespace asio = boost::asio;
 using json = nlohmann::json;
 
-// The manager on its own io_context thread, with a fake agent (/health, /init) on loopback.
-class ManagerTest : public ::testing::Test {
+// The manager on its own io_context thread, with a fake agent on loopback that records the
+// /init bodies and the warm-up commands it gets.
+class ManagerTest : public fakes::ManagerFixture {
  protected:
-  // Runs a coroutine on the manager's thread and waits for its result.
-  template <typename F>
-  auto Run(F f) {
-    return asio::co_spawn(io_, f(), asio::use_future).get();
-  }
-  template <typename F>
-  auto Call(F f) {
-    return Run([&]() -> http::Task<decltype(f())> { co_return f(); });
-  }
-
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("kiln-manager-test-" + std::to_string(getpid()) + "-" + std::to_string(counter_++));
-    std::filesystem::create_directories(dir_);
-    journal_ = std::make_shared<Journal>();
-    runtime_ = std::make_unique<FakeRuntime>(journal_);
+    MakeDir("manager");
     agent_router_.Add(http::Verb::get, "/health", [](http::Exchange& ex) -> http::Task<void> {
       co_await ex.Respond(http::Response::Empty(204));
     });
@@ -70,20 +58,14 @@ class ManagerTest : public ::testing::Test {
       }
       co_await ex.Respond(http::Response::Empty(200));
     });
-    agent_ = std::make_unique<http::Server>(io_, agent_router_, http::ServerOptions{});
-    ASSERT_TRUE(agent_->Listen("127.0.0.1", 0));
-    agent_->Start();
+    StartAgent();
   }
 
   void StartManager(int pool_size, std::chrono::milliseconds metrics = std::chrono::milliseconds(50)) {
-    auto store = Store::Open(dir_ / "kiln.db");
-    ASSERT_TRUE(store) << store.error().message();
-    store_ = std::move(*store);
+    OpenStore();
     ManagerOptions o;
-    o.data_dir = dir_;
     o.envd_binary = "/bin/true";
     o.pool_sizes = {{"base", pool_size}};
-    o.agent_port = agent_->port();
     o.metrics_interval = metrics;
     o.pool_min_available_bytes = 0;
     o.runtimes = extra_runtimes_;
@@ -96,26 +78,8 @@ class ManagerTest : public ::testing::Test {
       t.env = {{"LANG", "C.UTF-8"}};
       return t;
     };
-    manager_ = std::make_unique<SandboxManager>(io_, *store_, *runtime_, resolve, o);
-    ASSERT_TRUE(manager_->Start());
-    thread_ = std::thread([this] {
-      auto guard = asio::make_work_guard(io_);
-      io_.run();
-    });
-  }
-
-  void TearDown() override {
-    if (thread_.joinable()) {
-      Run([this]() -> http::Task<int> {
-        co_await manager_->Shutdown();
-        co_return 0;
-      });
-      io_.stop();
-      thread_.join();
-    }
-    manager_.reset();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
+    ManagerFixture::StartManager(o, resolve);
+    StartIoThread();
   }
 
   size_t Created() {
@@ -132,16 +96,6 @@ class ManagerTest : public ::testing::Test {
     return false;
   }
 
-  static inline int counter_ = 0;
-  std::filesystem::path dir_;
-  std::shared_ptr<Journal> journal_;
-  std::unique_ptr<FakeRuntime> runtime_;
-  asio::io_context io_;
-  http::Router agent_router_;
-  std::unique_ptr<http::Server> agent_;
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<SandboxManager> manager_;
-  std::thread thread_;
   std::mutex init_mu_;
   std::vector<std::string> inits_;
   std::vector<std::string> warm_ups_;  // their Authorization headers

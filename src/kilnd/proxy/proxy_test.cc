@@ -17,7 +17,7 @@
 #include <gtest/gtest.h>
 #include <thread>
 
-#include "kilnd/orchestrator/fake_runtime.h"
+#include "kilnd/orchestrator/manager_fixture.h"
 #include "kilnd/orchestrator/store.h"
 
 namespace kiln::kilnd {
@@ -87,23 +87,11 @@ http::Task<Result<http::ClientResponse>> GetThroughProxy(uint16_t proxy_port, st
 
 // The proxy in front of a manager with fake sandboxes whose "agent" is a server on loopback;
 // GET /hang there takes the request and never answers (like a guest that is gone).
-class ProxyRelayTest : public ::testing::Test {
+class ProxyRelayTest : public fakes::ManagerFixture {
  protected:
-  template <typename F>
-  auto Run(F f) {
-    return asio::co_spawn(io_, f(), asio::use_future).get();
-  }
-
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("kiln-proxy-test-" + std::to_string(getpid()));
-    std::filesystem::create_directories(dir_);
-    agent_router_.Add(http::Verb::get, "/health", [](http::Exchange& ex) -> http::Task<void> {
-      co_await ex.Respond(http::Response::Empty(204));
-    });
-    agent_router_.Add(http::Verb::post, "/init", [](http::Exchange& ex) -> http::Task<void> {
-      (void)co_await ex.ReadBody(1 << 20);
-      co_await ex.Respond(http::Response::Empty(204));
-    });
+    MakeDir("proxy");
+    AddHealthAndInit();
     agent_router_.Add(http::Verb::post, "/process.Process/Start", [](http::Exchange& ex) -> http::Task<void> {
       (void)co_await ex.ReadBody(1 << 20);
       co_await ex.Respond(http::Response::Empty(200));
@@ -116,29 +104,10 @@ class ProxyRelayTest : public ::testing::Test {
       co_await never.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       co_await ex.Respond(http::Response::Empty(204));
     });
-    agent_ = std::make_unique<http::Server>(io_, agent_router_, http::ServerOptions{});
-    ASSERT_TRUE(agent_->Listen("127.0.0.1", 0));
-    agent_->Start();
-    auto store = Store::Open(dir_ / "kiln.db");
-    ASSERT_TRUE(store);
-    store_ = std::move(*store);
-    journal_ = std::make_shared<fakes::Journal>();
+    StartAgent();
+    OpenStore();
     journal_->exit_fds = true;
-    runtime_ = std::make_unique<fakes::FakeRuntime>(journal_);
-    ManagerOptions o;
-    o.data_dir = dir_;
-    o.pool_sizes.clear();
-    o.agent_port = agent_->port();
-    manager_ = std::make_unique<SandboxManager>(
-        io_, *store_, *runtime_,
-        [](std::string_view) -> Result<TemplateSpec> {
-          TemplateSpec spec;
-          spec.name = "base";
-          spec.rootfs = "/nonexistent";
-          return spec;
-        },
-        o);
-    ASSERT_TRUE(manager_->Start());
+    StartManager(WithoutPool(), BaseTemplate);
     proxy_ = std::make_unique<Proxy>(*manager_);
     server_ = std::make_unique<http::Server>(
         io_,
@@ -150,38 +119,18 @@ class ProxyRelayTest : public ::testing::Test {
         http::ServerOptions{});
     ASSERT_TRUE(server_->Listen("127.0.0.1", 0));
     server_->Start();
-    thread_ = std::thread([this] {
-      auto guard = asio::make_work_guard(io_);
-      io_.run();
-    });
+    StartIoThread();
   }
 
   void TearDown() override {
-    if (thread_.joinable()) {
-      Run([this]() -> http::Task<int> {
-        co_await manager_->Shutdown();
-        co_return 0;
-      });
-      io_.stop();
-      thread_.join();
-    }
+    StopIo();
     server_.reset();
     proxy_.reset();
-    manager_.reset();
-    std::filesystem::remove_all(dir_);
+    ManagerFixture::TearDown();
   }
 
-  std::filesystem::path dir_;
-  asio::io_context io_;
-  http::Router agent_router_;
-  std::unique_ptr<http::Server> agent_;
-  std::unique_ptr<Store> store_;
-  std::shared_ptr<fakes::Journal> journal_;
-  std::unique_ptr<fakes::FakeRuntime> runtime_;
-  std::unique_ptr<SandboxManager> manager_;
   std::unique_ptr<Proxy> proxy_;
   std::unique_ptr<http::Server> server_;
-  std::thread thread_;
   std::atomic<bool> hung_{false};
 };
 
