@@ -272,8 +272,12 @@ TEST_F(KernelTest, SilentExecutionRunsWithoutCounting) {
   EXPECT_EQ(Find(outputs, "execute_result")->content["data"]["text/plain"], "5");
 }
 
+// With kiln's launcher, which kiln-interp runs: the stock kernel misses about one SIGINT in a
+// hundred here, the one that lands between print() and time.sleep (see _SigintRedelivery).
 TEST_F(KernelTest, InterruptStopsLongRunningCode) {
-  StartKernel();
+  std::filesystem::path py = tmp_ / "python";
+  ASSERT_TRUE(WritePythonFiles(py));
+  ASSERT_NO_FATAL_FAILURE(StartKernel(Launch(KernelArgv(Language::kPython, py))));
   std::vector<Message> outputs;
   bool interrupted = false;
   OutputFn fn = [&](const Message& m) {
@@ -291,9 +295,13 @@ TEST_F(KernelTest, InterruptStopsLongRunningCode) {
   ASSERT_TRUE(*r) << r->error().message();
   EXPECT_LT(Clock::now() - t0, 20s);
   EXPECT_EQ((*r)->status, "error");
-  const Message* error = Find(outputs, "error");
-  ASSERT_NE(error, nullptr);
-  EXPECT_EQ(error->content["ename"], "KeyboardInterrupt");
+  EXPECT_EQ((*r)->content.value("ename", ""), "KeyboardInterrupt");
+  // IPython sends no error message when it cannot format the traceback: CPython 3.11 gives a
+  // KeyboardInterrupt raised right after a call returns line 0, which stack_data rejects.
+  // The reply still names it (kiln-interp turns the reply into the error then).
+  if (const Message* error = Find(outputs, "error"); error != nullptr) {
+    EXPECT_EQ(error->content["ename"], "KeyboardInterrupt");
+  }
   std::vector<Message> next;
   Result<ExecuteReply> after = Exec("1+1", &next);
   ASSERT_TRUE(after) << after.error().message();

@@ -36,6 +36,9 @@ What this module changes (each class below says why it keeps behaviour):
   complete, so an interrupt can never leave half a multipart message on the
   IOPub socket or drop a chunk of output (the stock kernel never sends IOPub
   from the main thread, so it never had to care).
+* A SIGINT that lands just before a blocking call in the main thread (the
+  Python handler then waits for the call to return) is sent again
+  (_SigintRedelivery); the stock kernel loses such an interrupt.
 * FastKernel: _execute_sleep 0, no control-queue wake-up, cached
   `cell_id` signature checks.
 
@@ -146,9 +149,112 @@ class _DeferSigint:
 
 def _record_sigint(signum, frame):
     _DeferSigint._pending = (signum, frame)
+    _sigint_redelivery.handled += 1
 
 
 _defer_sigint = _DeferSigint()
+
+
+# --------------------------------------------------------------------------
+# SIGINT redelivery
+# --------------------------------------------------------------------------
+
+class _SigintRedelivery:
+    """Sends SIGINT to the main thread again when CPython took one but its
+    handler did not run.
+
+    CPython's C-level handler only marks a signal as tripped. The Python
+    handler (KeyboardInterrupt) runs at the main thread's next bytecode
+    check, or when a blocking call returns EINTR. A SIGINT that lands after
+    the last check but before a blocking call starts (time.sleep, a lock
+    wait, select) stays tripped until that call returns by itself: in
+    `print('start', flush=True); time.sleep(30)` an interrupt sent when
+    'start' arrived was unnoticed for the whole 30 s in about one run of a
+    hundred (the stock kernel has the same race).
+
+    The C handler also writes the signal number to the wakeup fd. A thread
+    reads it; if the kernel's SIGINT handler has not run a little later, the
+    thread sends SIGINT to the main thread again, which ends the blocking
+    call, a few times with growing pauses. Once the handler has run nothing
+    more is sent, so an interrupt that was handled is not repeated; a
+    handler that is not the kernel's (user code installed its own) gets no
+    repeats either.
+    """
+
+    pauses = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+
+    def __init__(self):
+        self.handled = 0  # runs of the kernel's handler (main thread only)
+        self._seen = 0    # self.handled when the last redelivery ended
+        self._rfd = -1
+        self._thread = None
+
+    def start(self):
+        """Takes the wakeup fd (main thread only); does nothing if another
+        part of the process already has it."""
+        if threading.get_ident() != _MAIN_THREAD_ID or self._thread is not None:
+            return
+        try:
+            rfd, wfd = os.pipe()
+            os.set_blocking(wfd, False)
+        except OSError:
+            return  # no fds left: interrupts work as in the stock kernel
+        try:
+            previous = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        except (OSError, ValueError):
+            previous = None
+        if previous != -1:
+            if previous is not None:
+                signal.set_wakeup_fd(previous)
+            os.close(rfd)
+            os.close(wfd)
+            return
+        self._rfd = rfd
+        self._thread = threading.Thread(target=self._run, name="kiln-sigint", daemon=True)
+        self._thread.start()
+
+    def handler(self, signum, frame):
+        """The kernel's SIGINT handler while a request runs."""
+        self.handled += 1
+        signal.default_int_handler(signum, frame)
+
+    def _run(self):
+        while True:
+            try:
+                data = os.read(self._rfd, 256)
+            except InterruptedError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            if _SIGINT in data:
+                self._redeliver()
+                self._drain()  # the bytes of our own repeats
+
+    def _redeliver(self):
+        for pause in self.pauses:
+            time.sleep(pause)
+            if self.handled != self._seen:
+                break
+            current = signal.getsignal(_SIGINT)
+            if current != self.handler and current is not _record_sigint:
+                break
+            signal.pthread_kill(_MAIN_THREAD_ID, _SIGINT)
+        self._seen = self.handled
+
+    def _drain(self):
+        os.set_blocking(self._rfd, False)
+        try:
+            while os.read(self._rfd, 256):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.set_blocking(self._rfd, True)
+
+
+_sigint_redelivery = _SigintRedelivery()
 
 
 # --------------------------------------------------------------------------
@@ -412,6 +518,12 @@ def _after_fork_in_child():
     _DeferSigint._depth = 0
     _DeferSigint._prev = None
     _DeferSigint._pending = None
+    # The wakeup pipe is the parent's: a SIGINT to this child must not make
+    # the parent's thread think that its own main thread missed one.
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:
+        pass
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -602,6 +714,12 @@ class FastKernel(IPythonKernel):
             return await super().dispatch_shell(msg)
         finally:
             flag.deferring = False
+
+    def pre_handler_hook(self):
+        # Stock installs signal.default_int_handler; ours raises the same
+        # KeyboardInterrupt and lets _SigintRedelivery see that it ran.
+        _sigint_redelivery.start()
+        self.saved_sigint_handler = signal.signal(signal.SIGINT, _sigint_redelivery.handler)
 
     async def _flush_control_queue(self):
         # Stock 6.17 schedules a flush in the control thread and returns a

@@ -122,6 +122,21 @@ class ChildKernel(Kernel):
     # -- signals ------------------------------------------------------------
 
     def _install_sigint(self):
+        # Inside a request the handler goes through the event loop
+        # (asyncio's add_signal_handler): the C-level handler then writes to
+        # the loop's wakeup pipe, so a SIGINT that lands just before the loop
+        # blocks in select wakes it. A plain Python handler would only run
+        # when select returns, at the next output of the child or timer.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            try:
+                loop.add_signal_handler(signal.SIGINT, self.interrupt_child)
+                return
+            except (RuntimeError, ValueError, NotImplementedError):
+                pass
         try:
             signal.signal(signal.SIGINT, self._on_sigint)
         except ValueError:

@@ -511,6 +511,43 @@ class FastKernelTest(unittest.TestCase):
         self.assertLess(time.monotonic() - start, 5)
         self.assertEqual(reply["content"]["ename"], "KeyboardInterrupt")
 
+    def test_interrupt_tripped_before_a_blocking_call_is_sent_again(self):
+        # The race: CPython's C handler has tripped SIGINT (and written its
+        # number to the wakeup fd) but the Python handler has not run yet when
+        # time.sleep blocks. The cell writes that byte itself, which is all
+        # the C handler does, and blocks: only a repeated SIGINT ends it.
+        code = ("import os, signal, time\n"
+                "fd = signal.set_wakeup_fd(-1)\n"
+                "signal.set_wakeup_fd(fd)\n"
+                "assert fd != -1, 'the kernel has no wakeup fd'\n"
+                "os.write(fd, bytes([signal.SIGINT]))\n"
+                "time.sleep(30)")
+        start = time.monotonic()
+        msg_id = self.kc.execute(code, stop_on_error=False, allow_stdin=False)
+        msgs, reply = collect(self.kc, msg_id, timeout=10)
+        self.assertLess(time.monotonic() - start, 5)
+        self.assertEqual(reply["content"]["ename"], "KeyboardInterrupt")
+        self.assertEqual(self.run_cell("print('after')").stdout, "after\n")
+
+    def test_handled_interrupt_is_not_repeated(self):
+        # A repeat of an interrupt the cell already took would break its
+        # except clause.
+        code = ("import time\n"
+                "try:\n"
+                "    time.sleep(30)\n"
+                "except KeyboardInterrupt:\n"
+                "    end = time.monotonic() + 2\n"
+                "    while time.monotonic() < end:\n"
+                "        time.sleep(0.05)\n"
+                "    print('cleaned up')")
+        msg_id = self.kc.execute(code, stop_on_error=False, allow_stdin=False)
+        time.sleep(0.3)
+        interrupt_main_thread(self.km)
+        msgs, reply = collect(self.kc, msg_id, timeout=10)
+        self.assertEqual(reply["content"]["status"], "ok", reply["content"])
+        text = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
+        self.assertEqual(text, "cleaned up\n")
+
     def test_interrupt_print_flood(self):
         # print() without flush: the Flusher thread sends while the main thread
         # writes; the SIGINT lands in the writes or in a main-thread send.
