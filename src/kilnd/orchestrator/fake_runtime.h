@@ -35,6 +35,8 @@ struct Journal {
   std::atomic<int> kills_waiting{0};
   // When set (before the instances are made), ExitFd() works: readable once Kill() ran.
   bool exit_fds = false;
+  // When set, ExitFd() fails with this code (an instance gone meanwhile, no fds left).
+  std::optional<Errc> exit_fd_error;
 };
 
 class FakeInstance : public Instance {
@@ -77,6 +79,7 @@ class FakeInstance : public Instance {
     return s;
   }
   Result<UniqueFd> ExitFd() override {
+    if (j_->exit_fd_error) return Fail(*j_->exit_fd_error, "fake exit watch fails");
     if (!exited_) return Fail(Errc::kUnimplemented, "no exit notification");
     int fd = fcntl(exited_.get(), F_DUPFD_CLOEXEC, 0);
     if (fd < 0) return FailErrno("dup eventfd");

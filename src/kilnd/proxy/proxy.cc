@@ -146,8 +146,12 @@ http::Task<void> Proxy::Handle(http::Exchange& ex, Result<ProxyTarget> target) {
   // connect to a VM that is gone would wait for its whole timeout. The exit shuts the socket
   // down (through a duplicate of it); a connecting TCP socket then fails at once.
   auto exit_fd = (*instance)->ExitFd();
-  if (!exit_fd && exit_fd.error().code() != Errc::kUnimplemented) {
+  if (!exit_fd && exit_fd.error().code() == Errc::kFailedPrecondition) {
     co_return (void)co_await ex.Respond(SandboxError(502, id, "The sandbox is not running"));
+  }
+  if (!exit_fd && exit_fd.error().code() != Errc::kUnimplemented) {
+    KILN_LOG(Warn, "proxy exit watch", {"sandbox", id}, {"error", exit_fd.error().message()});
+    co_return (void)co_await ex.Respond(SandboxError(502, id, "The sandbox is not reachable"));
   }
   auto fd = (*instance)->OpenSocket();
   if (!fd) {

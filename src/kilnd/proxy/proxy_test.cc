@@ -160,6 +160,31 @@ TEST_F(ProxyRelayTest, ARequestWaitingOnASandboxThatDiesEnds) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
 }
 
+TEST_F(ProxyRelayTest, AnExitWatchThatCannotBeSetUpIsA502ThatSaysWhy) {
+  auto row = Run([this] { return manager_->Create(CreateParams{}); });
+  ASSERT_TRUE(row) << row.error().message();
+  struct Case {
+    Errc code;
+    std::string_view says;
+  };
+  for (const Case& c : {Case{Errc::kFailedPrecondition, "The sandbox is not running"},
+                        Case{Errc::kResourceExhausted, "The sandbox is not reachable"}}) {
+    journal_->exit_fd_error = c.code;
+    auto res = asio::co_spawn(io_, GetThroughProxy(server_->port(), row->id, agent_->port(), "/health"),
+                              asio::use_future)
+                   .get();
+    ASSERT_TRUE(res) << res.error().message();
+    EXPECT_EQ(res->status, 502u) << res->body;
+    EXPECT_NE(res->body.find(c.says), std::string::npos) << ErrcName(c.code) << ": " << res->body;
+  }
+  journal_->exit_fd_error.reset();
+  auto res = asio::co_spawn(io_, GetThroughProxy(server_->port(), row->id, agent_->port(), "/health"),
+                            asio::use_future)
+                 .get();
+  ASSERT_TRUE(res) << res.error().message();
+  EXPECT_EQ(res->status, 204u) << res->body;
+}
+
 // Sockets to 127.0.0.1:`port` in SYN_SENT (a connect that waits for an answer).
 int SynSentTo(uint16_t port) {
   std::ifstream in("/proc/net/tcp");
