@@ -534,6 +534,7 @@ class FastKernelTest(unittest.TestCase):
         # except clause.
         code = ("import time\n"
                 "try:\n"
+                "    print('started', flush=True)\n"
                 "    time.sleep(30)\n"
                 "except KeyboardInterrupt:\n"
                 "    end = time.monotonic() + 2\n"
@@ -541,7 +542,12 @@ class FastKernelTest(unittest.TestCase):
                 "        time.sleep(0.05)\n"
                 "    print('cleaned up')")
         msg_id = self.kc.execute(code, stop_on_error=False, allow_stdin=False)
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while True:  # the cell runs (its SIGINT handler is in place)
+            msg = self.kc.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
+            if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream"
+                    and "started" in msg["content"]["text"]):
+                break
         interrupt_main_thread(self.km)
         msgs, reply = collect(self.kc, msg_id, timeout=10)
         self.assertEqual(reply["content"]["status"], "ok", reply["content"])
