@@ -39,6 +39,8 @@ What this module changes (each class below says why it keeps behaviour):
 * A SIGINT that lands just before a blocking call in the main thread (the
   Python handler then waits for the call to return) is sent again
   (_SigintRedelivery); the stock kernel loses such an interrupt.
+* A traceback that IPython fails to format is formatted by the standard
+  library, and the error message still goes out (stock: none).
 * FastKernel: _execute_sleep 0, no control-queue wake-up, cached
   `cell_id` signature checks.
 
@@ -58,6 +60,7 @@ import sys
 import termios
 import threading
 import time
+import traceback
 import weakref
 
 if __name__ == "__main__":
@@ -530,6 +533,40 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # --------------------------------------------------------------------------
+# Tracebacks
+# --------------------------------------------------------------------------
+
+def _install_traceback_fallback(shell):
+    """When IPython's traceback formatter fails, IPython prints "Unexpected
+    exception formatting exception" and the formatter's own traceback, and
+    sends no error message: the client learns only the exception's name from
+    the reply. It happens to interrupts: CPython 3.11 gives a
+    KeyboardInterrupt raised right after a call returns line 0, and
+    stack_data rejects that frame. Then format with the standard library
+    instead (the user's frames, as IPython would skip the shell's), so the
+    error message goes out as usual."""
+    itb = shell.InteractiveTB
+    formatted = itb.structured_traceback
+
+    def structured_traceback(etype=None, value=None, tb=None, tb_offset=None, *args, **kwargs):
+        try:
+            return formatted(etype, value, tb, tb_offset, *args, **kwargs)
+        except Exception:
+            if etype is None:
+                etype, value, tb = sys.exc_info()
+            if isinstance(tb, tuple):
+                tb = tb[0]
+            skip = itb.tb_offset if tb_offset is None else tb_offset
+            while skip > 0 and tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+                skip -= 1
+            text = "".join(traceback.format_exception(etype, value, tb))
+            return text.rstrip("\n").split("\n")
+
+    itb.structured_traceback = structured_traceback
+
+
+# --------------------------------------------------------------------------
 # History
 # --------------------------------------------------------------------------
 
@@ -691,6 +728,7 @@ class FastKernel(IPythonKernel):
         if self.shell is not None:
             self._history_flag = _install_history_flag(self.shell.history_manager)
             self._reuse = _ReusePreparation(self.shell)
+            _install_traceback_fallback(self.shell)
 
     async def do_execute(self, code, silent, store_history=True, user_expressions=None,
                          allow_stdin=False, *, cell_id=None):

@@ -554,6 +554,28 @@ class FastKernelTest(unittest.TestCase):
         text = "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream")
         self.assertEqual(text, "cleaned up\n")
 
+    def test_traceback_that_ipython_cannot_format_is_still_an_error(self):
+        # As when stack_data rejects a frame (see _install_traceback_fallback).
+        self.run_cell("get_ipython().InteractiveTB.format_exception_as_a_whole = "
+                      "lambda *a, **k: 1 / 0")
+        try:
+            res = self.run_cell("def inner():\n    raise ValueError('boom')\ninner()")
+        finally:
+            self.run_cell("del get_ipython().InteractiveTB.format_exception_as_a_whole")
+        self.assertEqual(res.reply["content"]["status"], "error")
+        self.assertEqual(len(res.errors), 1, res.stdout + res.stderr)
+        error = res.errors[0]
+        self.assertEqual((error["ename"], error["evalue"]), ("ValueError", "boom"))
+        text = "\n".join(error["traceback"])
+        self.assertIn("in inner", text)
+        self.assertIn("ValueError: boom", text)
+        self.assertNotIn("run_code", text)  # the shell's frame is skipped, as IPython does
+        self.assertNotIn("Unexpected exception formatting", res.stdout)
+        self.assertEqual(res.reply["content"]["traceback"], error["traceback"])
+        # and the formatter is back
+        res = self.run_cell("raise KeyError('k')")
+        self.assertIn("KeyError", "\n".join(res.errors[0]["traceback"]))
+
     def test_interrupt_print_flood(self):
         # print() without flush: the Flusher thread sends while the main thread
         # writes; the SIGINT lands in the writes or in a main-thread send.
