@@ -297,7 +297,7 @@ TEST_F(KernelTest, InterruptStopsLongRunningCode) {
   EXPECT_LT(Clock::now() - t0, 20s);
   EXPECT_EQ((*r)->status, "error");
   EXPECT_EQ((*r)->content.value("ename", ""), "KeyboardInterrupt");
-  // Also when IPython cannot format the traceback (see _install_traceback_fallback).
+  // Also when IPython cannot format the traceback (see _patch_traceback_formatting).
   const Message* error = Find(outputs, "error");
   ASSERT_NE(error, nullptr) << StreamText(outputs, "stdout") << StreamText(outputs, "stderr");
   EXPECT_EQ(error->content["ename"], "KeyboardInterrupt");

@@ -38,7 +38,8 @@ What this module changes (each class below says why it keeps behaviour):
   from the main thread, so it never had to care).
 * A SIGINT that lands just before a blocking call in the main thread (the
   Python handler then waits for the call to return) is sent again
-  (_SigintRedelivery); the stock kernel loses such an interrupt.
+  (_SigintRedelivery); the stock kernel loses such an interrupt. The
+  handler's frame is cut from the tracebacks the shell shows.
 * A traceback that IPython fails to format is formatted by the standard
   library, and the error message still goes out (stock: none).
 * FastKernel: _execute_sleep 0, no control-queue wake-up, cached
@@ -61,6 +62,7 @@ import termios
 import threading
 import time
 import traceback
+import types
 import weakref
 
 if __name__ == "__main__":
@@ -536,19 +538,36 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 # Tracebacks
 # --------------------------------------------------------------------------
 
-def _install_traceback_fallback(shell):
-    """When IPython's traceback formatter fails, IPython prints "Unexpected
-    exception formatting exception" and the formatter's own traceback, and
-    sends no error message: the client learns only the exception's name from
-    the reply. It happens to interrupts: CPython 3.11 gives a
-    KeyboardInterrupt raised right after a call returns line 0, and
-    stack_data rejects that frame. Then format with the standard library
-    instead (the user's frames, as IPython would skip the shell's), so the
-    error message goes out as usual."""
+def _drop_sigint_handler_frame(tb):
+    """Cuts _SigintRedelivery.handler's frame off the end of a traceback: the
+    stock handler (signal.default_int_handler) is a C function and adds no
+    frame, so a user's KeyboardInterrupt ends in the user's code."""
+    if not isinstance(tb, types.TracebackType):
+        return
+    prev = None
+    while tb.tb_next is not None:
+        prev, tb = tb, tb.tb_next
+    if prev is not None and tb.tb_frame.f_code is _SigintRedelivery.handler.__code__:
+        prev.tb_next = None
+
+
+def _patch_traceback_formatting(shell):
+    """Two changes to the tracebacks the shell shows:
+
+    * the SIGINT handler's frame is dropped (_drop_sigint_handler_frame);
+    * when IPython's formatter fails, the standard library formats instead
+      (the user's frames: the shell's are skipped as IPython skips them).
+      Stock IPython prints "Unexpected exception formatting exception" and
+      the formatter's own traceback then, and sends no error message: the
+      client learns only the exception's name, from the reply. It happens to
+      interrupts: CPython 3.11 gives a KeyboardInterrupt raised right after a
+      call returns line 0, and stack_data rejects that frame.
+    """
     itb = shell.InteractiveTB
     formatted = itb.structured_traceback
 
     def structured_traceback(etype=None, value=None, tb=None, tb_offset=None, *args, **kwargs):
+        _drop_sigint_handler_frame(tb if etype is not None else sys.exc_info()[2])
         try:
             return formatted(etype, value, tb, tb_offset, *args, **kwargs)
         except Exception:
@@ -728,7 +747,7 @@ class FastKernel(IPythonKernel):
         if self.shell is not None:
             self._history_flag = _install_history_flag(self.shell.history_manager)
             self._reuse = _ReusePreparation(self.shell)
-            _install_traceback_fallback(self.shell)
+            _patch_traceback_formatting(self.shell)
 
     async def do_execute(self, code, silent, store_history=True, user_expressions=None,
                          allow_stdin=False, *, cell_id=None):

@@ -510,6 +510,13 @@ class FastKernelTest(unittest.TestCase):
         msgs, reply = collect(self.kc, msg_id, timeout=10)
         self.assertLess(time.monotonic() - start, 5)
         self.assertEqual(reply["content"]["ename"], "KeyboardInterrupt")
+        # It ends in the cell, as with the stock kernel's C handler: kiln's
+        # handler frame is not shown.
+        errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+        self.assertEqual(len(errors), 1)
+        text = _ANSI_RE.sub("", "\n".join(errors[0]["traceback"]))
+        self.assertIn("time.sleep(30)", text)
+        self.assertNotIn("kiln_ipykernel", text)
 
     def test_interrupt_tripped_before_a_blocking_call_is_sent_again(self):
         # The race: CPython's C handler has tripped SIGINT (and written its
@@ -555,7 +562,7 @@ class FastKernelTest(unittest.TestCase):
         self.assertEqual(text, "cleaned up\n")
 
     def test_traceback_that_ipython_cannot_format_is_still_an_error(self):
-        # As when stack_data rejects a frame (see _install_traceback_fallback).
+        # As when stack_data rejects a frame (see _patch_traceback_formatting).
         self.run_cell("get_ipython().InteractiveTB.format_exception_as_a_whole = "
                       "lambda *a, **k: 1 / 0")
         try:
