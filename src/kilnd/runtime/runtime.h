@@ -108,7 +108,8 @@ class Instance {
 
   // A new descriptor that becomes readable when the sandbox's init exits on its own (crash,
   // OOM kill), so the orchestrator notices a dead sandbox. kUnimplemented if the runtime
-  // cannot tell.
+  // cannot tell; kFailedPrecondition once the instance was killed (the proxy tells the two
+  // apart from other failures).
   virtual Result<UniqueFd> ExitFd() { return Fail(Errc::kUnimplemented, "no exit notification"); }
 
   // Kills every process and releases the resources now (idempotent). The destructor does
