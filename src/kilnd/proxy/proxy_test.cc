@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <gtest/gtest.h>
 #include <thread>
@@ -129,6 +130,23 @@ class ProxyRelayTest : public fakes::ManagerFixture {
     ManagerFixture::TearDown();
   }
 
+  // GET `path` on the agent's port of sandbox `id`, through the proxy.
+  Result<http::ClientResponse> Get(const std::string& id, const std::string& path) {
+    return asio::co_spawn(io_, GetThroughProxy(server_->port(), id, agent_->port(), path),
+                          asio::use_future)
+        .get();
+  }
+
+  // Kills sandbox `id`; the request behind `reply` must then end with a 502.
+  void KillAndExpect502(const std::string& id,
+                        std::future<Result<http::ClientResponse>>& reply) {
+    auto killed = Run([this, id] { return manager_->Kill(id); });
+    ASSERT_TRUE(killed) << killed.error().message();
+    auto res = reply.get();
+    ASSERT_TRUE(res) << res.error().message();
+    EXPECT_EQ(res->status, 502u) << res->body;
+  }
+
   std::unique_ptr<Proxy> proxy_;
   std::unique_ptr<http::Server> server_;
   std::atomic<bool> hung_{false};
@@ -152,11 +170,7 @@ TEST_F(ProxyRelayTest, ARequestWaitingOnASandboxThatDiesEnds) {
   }
   // The sandbox dies while the request waits on it (its agent does not notice: no FIN or RST,
   // as with a VM whose QEMU is gone).
-  auto killed = Run([this, id] { return manager_->Kill(id); });
-  ASSERT_TRUE(killed) << killed.error().message();
-  auto res = reply.get();
-  ASSERT_TRUE(res) << res.error().message();
-  EXPECT_EQ(res->status, 502u) << res->body;
+  ASSERT_NO_FATAL_FAILURE(KillAndExpect502(id, reply));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
 }
 
@@ -170,17 +184,13 @@ TEST_F(ProxyRelayTest, AnExitWatchThatCannotBeSetUpIsA502ThatSaysWhy) {
   for (const Case& c : {Case{Errc::kFailedPrecondition, "The sandbox is not running"},
                         Case{Errc::kResourceExhausted, "The sandbox is not reachable"}}) {
     journal_->exit_fd_error = c.code;
-    auto res = asio::co_spawn(io_, GetThroughProxy(server_->port(), row->id, agent_->port(), "/health"),
-                              asio::use_future)
-                   .get();
+    auto res = Get(row->id, "/health");
     ASSERT_TRUE(res) << res.error().message();
     EXPECT_EQ(res->status, 502u) << res->body;
     EXPECT_NE(res->body.find(c.says), std::string::npos) << ErrcName(c.code) << ": " << res->body;
   }
   journal_->exit_fd_error.reset();
-  auto res = asio::co_spawn(io_, GetThroughProxy(server_->port(), row->id, agent_->port(), "/health"),
-                            asio::use_future)
-                 .get();
+  auto res = Get(row->id, "/health");
   ASSERT_TRUE(res) << res.error().message();
   EXPECT_EQ(res->status, 204u) << res->body;
 }
@@ -238,11 +248,7 @@ TEST_F(ProxyRelayTest, ASandboxThatDiesWhileTheProxyConnectsEndsTheRequest) {
   }
   ASSERT_GT(SynSentTo(full_port), waiting_before) << "the proxy is not connecting";
   auto t_kill = std::chrono::steady_clock::now();
-  auto killed = Run([this, id] { return manager_->Kill(id); });
-  ASSERT_TRUE(killed) << killed.error().message();
-  auto res = reply.get();
-  ASSERT_TRUE(res) << res.error().message();
-  EXPECT_EQ(res->status, 502u) << res->body;
+  ASSERT_NO_FATAL_FAILURE(KillAndExpect502(id, reply));
   // Without the exit watch the connect runs into its 5 s timeout.
   EXPECT_LT(std::chrono::steady_clock::now() - t_kill, std::chrono::seconds(2));
 }
