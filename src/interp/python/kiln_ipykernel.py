@@ -195,8 +195,8 @@ class _SigintRedelivery:
         self._thread = None
 
     def start(self):
-        """Takes the wakeup fd (main thread only); does nothing if another
-        part of the process already has it."""
+        """Takes the wakeup fd (main thread only, once: the kernel does at its
+        start); does nothing if another part of the process already has it."""
         if threading.get_ident() != _MAIN_THREAD_ID or self._thread is not None:
             return
         try:
@@ -748,6 +748,7 @@ class FastKernel(IPythonKernel):
             self._history_flag = _install_history_flag(self.shell.history_manager)
             self._reuse = _ReusePreparation(self.shell)
             _patch_traceback_formatting(self.shell)
+        _sigint_redelivery.start()
 
     async def do_execute(self, code, silent, store_history=True, user_expressions=None,
                          allow_stdin=False, *, cell_id=None):
@@ -775,7 +776,6 @@ class FastKernel(IPythonKernel):
     def pre_handler_hook(self):
         # Stock installs signal.default_int_handler; ours raises the same
         # KeyboardInterrupt and lets _SigintRedelivery see that it ran.
-        _sigint_redelivery.start()
         self.saved_sigint_handler = signal.signal(signal.SIGINT, _sigint_redelivery.handler)
 
     async def _flush_control_queue(self):
