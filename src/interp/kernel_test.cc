@@ -123,6 +123,15 @@ class KernelTest : public ::testing::Test {
 
   void StartKernel() { StartKernel(Launch()); }
 
+  // kiln's launcher (what kiln-interp runs), for the tests that interrupt: the stock kernel
+  // misses about one SIGINT in a hundred that lands between a print() and a time.sleep (see
+  // _SigintRedelivery), and sends no error message for a few more.
+  void StartKilnKernel() {
+    std::filesystem::path py = tmp_ / "python";
+    ASSERT_TRUE(WritePythonFiles(py));
+    ASSERT_NO_FATAL_FAILURE(StartKernel(Launch(KernelArgv(Language::kPython, py))));
+  }
+
   void StartKernel(KernelLaunch launch) {
     std::optional<Result<std::unique_ptr<Kernel>>> k =
         Run(Kernel::Start(io_.get_executor(), std::move(launch)), 60s);
@@ -272,13 +281,8 @@ TEST_F(KernelTest, SilentExecutionRunsWithoutCounting) {
   EXPECT_EQ(Find(outputs, "execute_result")->content["data"]["text/plain"], "5");
 }
 
-// With kiln's launcher, which kiln-interp runs: the stock kernel misses about one SIGINT in a
-// hundred here, the one that lands between print() and time.sleep (see _SigintRedelivery), and
-// sends no error message for a few more.
 TEST_F(KernelTest, InterruptStopsLongRunningCode) {
-  std::filesystem::path py = tmp_ / "python";
-  ASSERT_TRUE(WritePythonFiles(py));
-  ASSERT_NO_FATAL_FAILURE(StartKernel(Launch(KernelArgv(Language::kPython, py))));
+  ASSERT_NO_FATAL_FAILURE(StartKilnKernel());
   std::vector<Message> outputs;
   bool interrupted = false;
   OutputFn fn = [&](const Message& m) {
@@ -343,7 +347,7 @@ TEST_F(KernelTest, KernelExitDuringExecuteFailsPromptly) {
 }
 
 TEST_F(KernelTest, SecondExecuteWhileOneRunsFails) {
-  StartKernel();
+  ASSERT_NO_FATAL_FAILURE(StartKilnKernel());
   bool started = false;
   OutputFn fn = [&](const Message& m) {
     if (m.msg_type() == "stream") started = true;
